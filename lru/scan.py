@@ -1,0 +1,331 @@
+"""Linear recurrences: the core that every recurrent layer of the suite ends in.
+
+Two pure functions, each with interchangeable methods chosen by name:
+
+* :func:`linear_recurrence` -- the diagonal recurrence ``x_t = a_t * x_{t-1} + b_t``
+  (LRU, S5, RG-LRU, ...), real or complex, time-invariant or input-dependent ``a``.
+* :func:`dense_recurrence` -- ``x_t = f(A x_{t-1} + b_t)`` with a dense matrix ``A`` and an
+  optional nonlinearity ``f`` (the dense rungs of the LRU ablation ladder).
+
+Axis legend: ``b`` batch, ``t`` time, ``n`` state.
+
+Every method of :func:`linear_recurrence` shares one custom VJP: the adjoint of a linear
+recurrence is the same recurrence run in the opposite direction,
+
+    lam_t = g_t + a_{t+1} * lam_{t+1},   db_t = lam_t,   da_t = lam_t * x_{t-1},
+
+so the backward pass stores only ``x`` (O(T) memory, whatever the method) and runs on the
+same fast kernel as the forward pass. Complex cotangents follow JAX's convention (the plain
+transpose, no conjugation), so gradients equal autodiff of a Python loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Literal
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+Method = Literal["auto", "sequential", "associative", "chunked", "inplace"]
+
+#: The concrete methods, in the order benchmarks report them.
+METHODS: tuple[str, ...] = ("sequential", "associative", "chunked", "inplace")
+
+#: Chunk length used by ``method="chunked"`` when none is given.
+DEFAULT_CHUNK = 32
+
+
+# --------------------------------------------------------------------------- kernels
+# Each kernel takes a: (n,) or (b, t, n), b: (b, t, n), h0: (b, n), all of one float32 /
+# complex64 (or wider) dtype, and returns x: (b, t, n). They never see other dtypes.
+
+
+def _sequential(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
+    """``jax.lax.scan`` over a time-major copy of the inputs (the textbook formulation)."""
+    varying = a.ndim == 3
+    xs = (jnp.swapaxes(a, 0, 1) if varying else None, jnp.swapaxes(b, 0, 1))
+
+    def step(h, inp):
+        a_t, b_t = inp
+        h = (a_t if varying else a) * h + b_t
+        return h, h
+
+    _, x = lax.scan(step, h0, xs, reverse=reverse)
+    return jnp.swapaxes(x, 0, 1)
+
+
+def _associative(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
+    """``jax.lax.associative_scan`` with the affine-map composition (Blelloch scan)."""
+    a_full = jnp.broadcast_to(a, b.shape)
+    first = -1 if reverse else 0  # the step that sees h0
+    b = b.at[:, first].add(a_full[:, first] * h0)
+
+    def compose(earlier, later):
+        a_e, b_e = earlier
+        a_l, b_l = later
+        return a_l * a_e, a_l * b_e + b_l
+
+    _, x = lax.associative_scan(compose, (a_full, b), reverse=reverse, axis=1)
+    return x
+
+
+def _inplace_along(a: Array, b: Array, h0: Array, reverse: bool, axis: int) -> Array:
+    """Sequential loop that reads and writes slices of ``axis`` in place (no transposes).
+
+    ``a`` is either broadcastable to a slice of ``b`` (time-invariant) or shaped like ``b``.
+    ``h0`` has the shape of one slice of ``b`` (``axis`` kept with size 1).
+    """
+    length = b.shape[axis]
+    varying = a.ndim == b.ndim
+
+    def body(i, carry):
+        h, out = carry
+        t = length - 1 - i if reverse else i
+        a_t = lax.dynamic_slice_in_dim(a, t, 1, axis=axis) if varying else a
+        h = a_t * h + lax.dynamic_slice_in_dim(b, t, 1, axis=axis)
+        return h, lax.dynamic_update_slice_in_dim(out, h, t, axis=axis)
+
+    _, out = lax.fori_loop(0, length, body, (h0, jnp.zeros_like(b)))
+    return out
+
+
+def _inplace(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
+    """A ``fori_loop`` over time that slices axis 1 in place: fastest on CPU for wide steps."""
+    return _inplace_along(a, b, h0[:, None], reverse, axis=1)
+
+
+def _chunked(a: Array, b: Array, h0: Array, reverse: bool, chunk: int = DEFAULT_CHUNK) -> Array:
+    """Two-level scan: all chunks scanned at once from zero, then carries across chunks.
+
+    Time is cut into ``k`` chunks of ``c`` steps. (1) A loop of ``c`` steps scans every chunk
+    from a zero state (each step is ``k`` times wider than a plain loop's); (2) a loop of ``k``
+    steps carries the state across chunk boundaries; (3) one elementwise fix-up adds each
+    chunk's incoming state times the cumulative decay. ``c + k`` sequential steps instead of
+    ``t``, which pays off when one step of the plain loop is too narrow to fill the machine.
+    """
+    bsz, length, n = b.shape
+    varying = a.ndim == 3
+    c = max(1, min(chunk, length))
+    k = -(-length // c)
+    pad = k * c - length
+    if pad:  # pad on the side processed last, so padding never feeds a real step
+        widths = ((0, 0), (pad, 0) if reverse else (0, pad), (0, 0))
+        b = jnp.pad(b, widths)
+        if varying:
+            a = jnp.pad(a, widths, constant_values=1)
+    bc = b.reshape(bsz, k, c, n)
+    if varying:
+        ac = a.reshape(bsz, k, c, n)
+        decay = lax.cumprod(ac, axis=2, reverse=reverse)  # prod of a over the chunk so far
+    else:
+        ac = a
+        decay = lax.cumprod(jnp.broadcast_to(a, (c, n)), axis=0, reverse=reverse)[None, None]
+    local = _inplace_along(ac, bc, jnp.zeros((bsz, k, 1, n), b.dtype), reverse, axis=2)
+
+    edge = 0 if reverse else c - 1  # last step of each chunk, in processing order
+    total = decay[:, :, edge] if varying else jnp.broadcast_to(decay[0, 0, edge], (bsz, k, n))
+
+    def carry_step(h, inp):
+        total_k, end_k = inp
+        return total_k * h + end_k, h  # emit the state entering chunk k
+
+    _, h_in = lax.scan(
+        carry_step,
+        h0,
+        (jnp.swapaxes(total, 0, 1), jnp.swapaxes(local[:, :, edge], 0, 1)),
+        reverse=reverse,
+    )
+    x = local + decay * jnp.swapaxes(h_in, 0, 1)[:, :, None]
+    x = x.reshape(bsz, k * c, n)
+    return x[:, pad:] if reverse else x[:, :length]
+
+
+_KERNELS: dict[str, Callable[..., Array]] = {
+    "sequential": _sequential,
+    "associative": _associative,
+    "chunked": _chunked,
+    "inplace": _inplace,
+}
+
+
+# --------------------------------------------------------------------------- autodiff
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _recurrence(a: Array, b: Array, h0: Array, reverse: bool, method: str) -> Array:
+    return _KERNELS[method](a, b, h0, reverse)
+
+
+def _recurrence_fwd(a, b, h0, reverse, method):
+    x = _recurrence(a, b, h0, reverse, method)
+    return x, (a, x, h0)
+
+
+def _recurrence_bwd(reverse, method, residuals, g):
+    a, x, h0 = residuals
+    varying = a.ndim == 3
+    # Adjoint recurrence, run the other way: lam_t = g_t + a_next(t) * lam_next(t).
+    if varying:
+        if reverse:  # next(t) = t - 1
+            a_adj = jnp.concatenate([jnp.zeros_like(a[:, :1]), a[:, :-1]], axis=1)
+        else:  # next(t) = t + 1
+            a_adj = jnp.concatenate([a[:, 1:], jnp.zeros_like(a[:, :1])], axis=1)
+    else:
+        a_adj = a
+    lam = _KERNELS[method](a_adj, g, jnp.zeros_like(h0), not reverse)
+    # x_prev_t: the state that a_t multiplied in the forward pass.
+    if reverse:
+        x_prev = jnp.concatenate([x[:, 1:], h0[:, None]], axis=1)
+        first = -1
+    else:
+        x_prev = jnp.concatenate([h0[:, None], x[:, :-1]], axis=1)
+        first = 0
+    da = lam * x_prev
+    if not varying:
+        da = da.sum(axis=(0, 1))
+    a_first = a[:, first] if varying else a
+    dh0 = a_first * lam[:, first]
+    return da, lam, dh0
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def auto_method(batch: int, time: int, n: int, *, backend: str | None = None) -> str:
+    """The method ``method="auto"`` picks for a shape on a backend.
+
+    On CPU the in-place loop was the fastest or tied at every shape ``bench/scan.py`` tried
+    (a while-loop step costs XLA:CPU well under a microsecond, so fewer, wider steps do not
+    pay for ``chunked``'s extra pass, and ``associative`` does O(log t) passes over memory).
+    On accelerators, where each loop step is a kernel launch, the log-depth
+    ``associative`` scan is the default. ``batch``, ``time`` and ``n`` are part of the
+    signature so that shape-dependent choices (a Pallas kernel, say) slot in here.
+    """
+    del batch, time, n  # no shape dependence measured yet (docs/performance.md)
+    backend = backend or jax.default_backend()
+    return "inplace" if backend == "cpu" else "associative"
+
+
+def _check_inputs(a: Array, b: Array, h0: Array | None) -> None:
+    if b.ndim != 3:
+        raise ValueError(f"linear_recurrence: b must be (batch, time, n); got shape {b.shape}")
+    if a.ndim == 1:
+        if a.shape[0] != b.shape[2]:
+            raise ValueError(
+                f"linear_recurrence: a of shape {a.shape} must have n={b.shape[2]} entries "
+                f"to match b of shape {b.shape}"
+            )
+    elif a.ndim == 3:
+        try:
+            jnp.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"linear_recurrence: input-dependent a of shape {a.shape} does not "
+                f"broadcast to b's shape {b.shape}"
+            ) from None
+    else:
+        raise ValueError(
+            f"linear_recurrence: a must be (n,) (time-invariant) or (batch, time, n) "
+            f"(input-dependent); got shape {a.shape}"
+        )
+    if h0 is not None and h0.shape != (b.shape[0], b.shape[2]):
+        raise ValueError(
+            f"linear_recurrence: h0 must be (batch, n) = {(b.shape[0], b.shape[2])}; "
+            f"got {h0.shape}"
+        )
+
+
+def linear_recurrence(
+    a: Array,
+    b: Array,
+    *,
+    h0: Array | None = None,
+    reverse: bool = False,
+    method: Method = "auto",
+) -> Array:
+    """Diagonal linear recurrence ``x_t = a_t * x_{t-1} + b_t`` over the time axis.
+
+    Args:
+      a: decay, ``(n,)`` when time-invariant (LRU, S5) or ``(b, t, n)`` (anything that
+        broadcasts to it) when input-dependent (RG-LRU). Real or complex.
+      b: inputs ``(b, t, n)``, real or complex.
+      h0: initial state ``(b, n)``; zeros when ``None``. With ``reverse=True`` it is the
+        state beyond the last step.
+      reverse: run right to left, ``x_t = a_t * x_{t+1} + b_t`` (bidirectional layers).
+      method: one of :data:`METHODS`, or ``"auto"`` for :func:`auto_method`'s choice.
+
+    Returns:
+      ``x`` of shape ``(b, t, n)`` in the promoted dtype of the inputs. The recurrence
+      itself always runs in at least float32 (complex64), so bfloat16 inputs accumulate in
+      float32 and only the result is cast back.
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    _check_inputs(a, b, h0)
+    if method == "auto":
+        method = auto_method(b.shape[0], b.shape[1], b.shape[2])
+    elif method not in _KERNELS:
+        raise ValueError(
+            f"linear_recurrence: unknown method {method!r}; choose one of "
+            f"{('auto',) + METHODS}"
+        )
+    dtypes = [a.dtype, b.dtype] + ([jnp.asarray(h0).dtype] if h0 is not None else [])
+    out_dtype = jnp.result_type(*dtypes)
+    acc_dtype = jnp.result_type(out_dtype, jnp.float32)
+    a = a.astype(acc_dtype)
+    if a.ndim == 3:
+        a = jnp.broadcast_to(a, b.shape)
+    b = b.astype(acc_dtype)
+    h0 = jnp.zeros((b.shape[0], b.shape[2]), acc_dtype) if h0 is None else h0.astype(acc_dtype)
+    return _recurrence(a, b, h0, reverse, method).astype(out_dtype)
+
+
+def dense_recurrence(
+    A: Array,
+    b: Array,
+    *,
+    activation: Literal["relu", "tanh"] | None = None,
+    h0: Array | None = None,
+    reverse: bool = False,
+) -> Array:
+    """Dense recurrence ``x_t = f(A x_{t-1} + b_t)`` (``f`` the identity when ``activation`` is None).
+
+    Args:
+      A: transition matrix ``(n, n)``.
+      b: inputs ``(b, t, n)``.
+      activation: ``"relu"``, ``"tanh"`` or ``None`` (linear).
+      h0: initial state ``(b, n)``; zeros when ``None``.
+      reverse: run right to left.
+
+    Returns:
+      ``x`` of shape ``(b, t, n)``, accumulated in at least float32 and cast back to the
+      promoted input dtype.
+    """
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or b.ndim != 3 or b.shape[2] != A.shape[0]:
+        raise ValueError(
+            f"dense_recurrence: A must be (n, n) and b (batch, time, n); got A {A.shape}, "
+            f"b {b.shape}"
+        )
+    funcs = {None: lambda z: z, "relu": jax.nn.relu, "tanh": jnp.tanh}
+    if activation not in funcs:
+        raise ValueError(
+            f"dense_recurrence: unknown activation {activation!r}; choose one of "
+            f"{tuple(funcs)}"
+        )
+    f = funcs[activation]
+    out_dtype = jnp.result_type(A.dtype, b.dtype)
+    acc_dtype = jnp.result_type(out_dtype, jnp.float32)
+    A_t = A.astype(acc_dtype).T
+    h = jnp.zeros((b.shape[0], b.shape[2]), acc_dtype) if h0 is None else h0.astype(acc_dtype)
+
+    def step(h, b_t):
+        h = f(h @ A_t + b_t)
+        return h, h
+
+    _, x = lax.scan(step, h, jnp.swapaxes(b.astype(acc_dtype), 0, 1), reverse=reverse)
+    return jnp.swapaxes(x, 0, 1).astype(out_dtype)
