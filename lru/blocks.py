@@ -1,0 +1,136 @@
+"""The residual block around every sequence layer: norm, mixer, GELU/GLU, dropout, skip.
+
+Axis legend: ``b`` batch, ``t`` time, ``d`` model width.
+
+The block follows S5's ``SequenceLayer`` (Smith et al. 2023), which the LRU paper uses for
+every rung of its ladder (Figure 1: Norm -> Recurrence -> GLU -> Skip)::
+
+    pre-norm:   y = u + drop(glu(drop(gelu(mixer(norm(u))))))
+    post-norm:  y = norm(u + drop(glu(drop(gelu(mixer(u))))))
+
+``glu`` is one of S5's variants (``W1``, ``W2`` are d x d linear maps, ``z`` the mixer
+output, ``g = drop(gelu(z))``):
+
+* ``"full_glu"``:  ``W1 g * sigmoid(W2 g)``
+* ``"half_glu1"``: ``g * sigmoid(W2 g)``
+* ``"half_glu2"``: ``z * sigmoid(W2 g)`` (GELU only on the gate's input)
+* ``"gelu"``:      ``g`` (no gate)
+
+Dropout draws one mask per example and channel and shares it across time.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+GLU_VARIANTS: tuple[str, ...] = ("full_glu", "half_glu1", "half_glu2", "gelu")
+NORMS: tuple[str, ...] = ("batch", "layer")
+
+
+def _check_choice(owner: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{owner}: unknown {key} {value!r}; choose one of {allowed}")
+
+
+class MaskedNorm(nnx.Module):
+    """BatchNorm or LayerNorm over the channel axis of ``(b, t, d)`` inputs.
+
+    BatchNorm's batch statistics are taken over valid positions only (``mask``), so padding
+    never shifts the normalisation of real tokens; at evaluation it uses running averages.
+
+    Args:
+      d_model: channels ``d``.
+      kind: ``"batch"`` or ``"layer"``.
+      momentum: BatchNorm running-average momentum (S5/LRU use 0.9).
+      rngs: RNG streams.
+    """
+
+    def __init__(self, d_model: int, kind: str = "batch", *, momentum: float = 0.9,
+                 rngs: nnx.Rngs):
+        _check_choice("MaskedNorm", "norm", kind, NORMS)
+        self.kind = kind
+        if kind == "batch":
+            self.norm = nnx.BatchNorm(d_model, momentum=momentum, axis=-1, rngs=rngs)
+        else:
+            self.norm = nnx.LayerNorm(d_model, rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array | None = None) -> Array:
+        if self.kind == "batch" and mask is not None:
+            return self.norm(x, mask=mask[..., None])
+        return self.norm(x)
+
+
+class ResidualBlock(nnx.Module):
+    """Norm, sequence mixer, GELU/GLU, dropout and skip connection.
+
+    Args:
+      d_model: width ``d``.
+      mixer: the sequence layer, a module mapping ``(b, t, d), mask -> (b, t, d)``.
+      norm: ``"batch"`` or ``"layer"``.
+      prenorm: normalise the block's input (True) or its output (False).
+      glu: one of :data:`GLU_VARIANTS`.
+      dropout: dropout rate, one mask per (example, channel) shared across time.
+      rngs: RNG streams (``params`` and ``dropout``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        mixer: nnx.Module,
+        *,
+        norm: str = "batch",
+        prenorm: bool = True,
+        glu: str = "full_glu",
+        dropout: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
+        _check_choice("ResidualBlock", "glu", glu, GLU_VARIANTS)
+        self.mixer = mixer
+        self.norm = MaskedNorm(d_model, norm, rngs=rngs)
+        self.prenorm = prenorm
+        self.glu = glu
+        self.drop = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
+        if glu == "full_glu":
+            self.W1 = nnx.Linear(d_model, d_model, rngs=rngs)
+        if glu != "gelu":
+            self.W2 = nnx.Linear(d_model, d_model, rngs=rngs)
+
+    def __call__(self, u: Array, mask: Array | None = None) -> Array:
+        """``u: (b, t, d)``, ``mask: (b, t)`` or None -> ``(b, t, d)``."""
+        z = self.mixer(self.norm(u, mask) if self.prenorm else u, mask)
+        g = self.drop(jax.nn.gelu(z))
+        if self.glu == "full_glu":
+            z = self.W1(g) * jax.nn.sigmoid(self.W2(g))
+        elif self.glu == "half_glu1":
+            z = g * jax.nn.sigmoid(self.W2(g))
+        elif self.glu == "half_glu2":
+            z = z * jax.nn.sigmoid(self.W2(g))
+        else:
+            z = g
+        y = u + self.drop(z)
+        return y if self.prenorm else self.norm(y, mask)
+
+
+MixerFactory = Callable[[nnx.Rngs], nnx.Module]
+
+
+def stack_blocks(
+    d_model: int, n_layers: int, mixer: MixerFactory, *, rngs: nnx.Rngs, **block_kwargs
+) -> nnx.List:
+    """``n_layers`` residual blocks, each with a fresh mixer from ``mixer(rngs=rngs)``."""
+    return nnx.List(
+        [ResidualBlock(d_model, mixer(rngs=rngs), rngs=rngs, **block_kwargs) for _ in range(n_layers)]
+    )
+
+
+def length_mask(lengths: Array | None, time: int) -> Array | None:
+    """``(b, t)`` boolean mask, True on the first ``lengths[i]`` steps; None when no lengths."""
+    if lengths is None:
+        return None
+    return jnp.arange(time)[None, :] < jnp.asarray(lengths)[:, None]
