@@ -1,0 +1,1 @@
+"""The LRU harness library: scan core, layers, models (see docs/design.md)."""

@@ -1,0 +1,1 @@
+"""LRA data: readers for the official release files and offline generators (issue 3)."""
