@@ -223,12 +223,14 @@ def _check_inputs(a: Array, b: Array, h0: Array | None) -> None:
             )
     elif a.ndim == 3:
         try:
-            jnp.broadcast_shapes(a.shape, b.shape)
+            fits = jnp.broadcast_shapes(a.shape, b.shape) == b.shape
         except ValueError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"linear_recurrence: input-dependent a of shape {a.shape} does not "
                 f"broadcast to b's shape {b.shape}"
-            ) from None
+            )
     else:
         raise ValueError(
             f"linear_recurrence: a must be (n,) (time-invariant) or (batch, time, n) "
@@ -310,6 +312,10 @@ def dense_recurrence(
         raise ValueError(
             f"dense_recurrence: A must be (n, n) and b (batch, time, n); got A {A.shape}, "
             f"b {b.shape}"
+        )
+    if h0 is not None and h0.shape != (b.shape[0], b.shape[2]):
+        raise ValueError(
+            f"dense_recurrence: h0 must be (batch, n) = {(b.shape[0], b.shape[2])}; got {h0.shape}"
         )
     funcs = {None: lambda z: z, "relu": jax.nn.relu, "tanh": jnp.tanh}
     if activation not in funcs:

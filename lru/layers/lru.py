@@ -118,7 +118,9 @@ class LRU(nnx.Module):
             raise ValueError(f"LRU: need 0 <= r_min < r_max <= 1; got r_min={r_min}, r_max={r_max}")
         if not max_phase > 0.0:
             raise ValueError(f"LRU: max_phase must be > 0; got {max_phase}")
-        if not spec.ring_init and (r_min, r_max, max_phase) != (0.0, 1.0, 6.28):
+        # 6.28 (the paper code's default) and 2 pi both mean the whole disk.
+        whole_disk = r_min == 0.0 and r_max == 1.0 and abs(max_phase - 2 * np.pi) < 0.01
+        if not spec.ring_init and not whole_disk:
             raise ValueError(
                 f"LRU: rung {rung!r} initialises on the unit disk; r_min/r_max/max_phase "
                 f"apply from rung 'ring' on (got r_min={r_min}, r_max={r_max}, "
