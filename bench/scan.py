@@ -31,17 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# The allocator setting is process-wide and must precede the first large allocation, so it
-# comes before jax (and any array) is created.
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from lru.cpu_allocator import tune_cpu_allocator
-
-ALLOCATOR_TUNED = tune_cpu_allocator()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from lru.scan import METHODS, auto_method, linear_recurrence  # noqa: E402
+from lru.scan import METHODS, auto_method, linear_recurrence
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=10, help="timed calls per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls after compilation")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--no-tune-allocator", action="store_true",
+                   help="leave glibc's malloc as it is (to measure what lru.cpu_allocator buys)")
     p.add_argument(
         "--out",
         type=Path,
@@ -140,6 +137,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    allocator_tuned = False if args.no_tune_allocator else tune_cpu_allocator()
     shape = (args.batch, args.time, args.state)
     nbytes = int(np.prod(shape)) * np.dtype(np.complex64).itemsize
 
@@ -175,7 +173,7 @@ def main(argv=None) -> dict:
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "allocator_tuned": ALLOCATOR_TUNED,
+        "allocator_tuned": allocator_tuned,
         "repeats": args.repeats,
         "array_bytes": nbytes,
         "bandwidth_GBps": bandwidth / 1e9,
@@ -192,7 +190,7 @@ def main(argv=None) -> dict:
     print(
         f"linear_recurrence, {args.batch}x{args.time}x{args.state} complex64, "
         f"jax {jax.__version__} on {jax.default_backend()} ({os.cpu_count()} CPUs), "
-        f"allocator tuned: {ALLOCATOR_TUNED}"
+        f"allocator tuned: {allocator_tuned}"
     )
     print(
         f"copy bandwidth {bandwidth / 1e9:.2f} GB/s ({nbytes / 2**20:.0f} MiB per array); "
