@@ -1,0 +1,152 @@
+"""``python -m tasks``: generate LRA data offline, or check a data folder.
+
+    python -m tasks generate listops --out DATA [--n-train 96000 ...]
+    python -m tasks generate pathfinder --out DATA [--n-examples 200000 --resolution 32 ...]
+    python -m tasks check listops --data-dir DATA [--json] [--option max_length=512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import tasks
+from tasks.base import SPLITS, DataNotFoundError
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"options are KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare string, e.g. difficulty=curv_baseline
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values)
+    return {"min": int(values.min()), "mean": round(float(values.mean()), 2),
+            "median": float(np.median(values)), "max": int(values.max())}
+
+
+def summarize(split: tasks.Split) -> dict[str, Any]:
+    """Counts, length statistics and class balance of one split, JSON-able."""
+    labels = np.asarray(split.labels)
+    counts = np.bincount(labels, minlength=split.meta.n_classes)
+    out: dict[str, Any] = {
+        "examples": len(split),
+        "lengths": _stats(split.lengths),
+        "truncated": int(np.sum(np.asarray(split.lengths) >= split.meta.max_length)),
+        "classes": {str(c): int(n) for c, n in enumerate(counts)},
+        "majority_rate": round(float(counts.max() / max(len(split), 1)), 4),
+    }
+    if split.lengths2 is not None:
+        out["lengths2"] = _stats(split.lengths2)
+    return out
+
+
+def check(name: str, data_dir: Path, options: dict[str, Any], cache_dir: Path | None) -> dict:
+    """Load every split of ``name`` and summarise it; raises DataNotFoundError on a bad layout."""
+    report: dict[str, Any] = {"task": name, "data_dir": str(data_dir),
+                              "options": tasks.resolve_options(name, **options), "splits": {}}
+    for split in SPLITS:
+        loaded = tasks.load(name, split, data_dir, cache_dir=cache_dir, **options)
+        report["splits"][split] = summarize(loaded)
+        report["meta"] = {"n_classes": loaded.meta.n_classes, "max_length": loaded.meta.max_length,
+                          "vocab_size": loaded.meta.vocab_size, "channels": loaded.meta.channels}
+    return report
+
+
+def _print_report(report: dict) -> None:
+    print(f"{report['task']} in {report['data_dir']}  options {report['options']}")
+    print(f"  meta {report['meta']}")
+    for split, s in report["splits"].items():
+        lens = s["lengths"]
+        classes = " ".join(f"{c}:{n}" for c, n in s["classes"].items())
+        print(f"  {split:5s} {s['examples']:7d} examples  length min {lens['min']} "
+              f"mean {lens['mean']} max {lens['max']} (truncated {s['truncated']})  "
+              f"classes {classes}  majority {s['majority_rate']:.1%}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a data set in the official LRA layout")
+    gen_sub = gen.add_subparsers(dest="task", required=True)
+    lo = gen_sub.add_parser("listops", help="ListOps by LRA's algorithm (defaults = LRA's)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    lo.add_argument("--out", type=Path, required=True, help="folder to write listops-1000/ into")
+    lo.add_argument("--n-train", type=int, default=96_000, help="training examples")
+    lo.add_argument("--n-val", type=int, default=2_000, help="validation examples")
+    lo.add_argument("--n-test", type=int, default=2_000, help="test examples")
+    lo.add_argument("--max-depth", type=int, default=10, help="maximum tree depth")
+    lo.add_argument("--max-args", type=int, default=10, help="maximum arguments per operator")
+    lo.add_argument("--min-length", type=int, default=500, help="keep trees longer than this")
+    lo.add_argument("--max-length", type=int, default=2000, help="keep trees shorter than this")
+    lo.add_argument("--seed", type=int, default=0, help="random seed")
+
+    pf = gen_sub.add_parser("pathfinder", help="Pathfinder images and metadata",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pf.add_argument("--out", type=Path, required=True, help="folder to write pathfinderN/ into")
+    pf.add_argument("--n-examples", type=int, default=200_000, help="images to draw")
+    pf.add_argument("--resolution", type=int, default=32, help="image side (Path-X: 128)")
+    pf.add_argument("--difficulty", default="curv_contour_length_14",
+                    choices=("curv_baseline", "curv_contour_length_9", "curv_contour_length_14"),
+                    help="contour length")
+    pf.add_argument("--seed", type=int, default=0, help="random seed")
+    pf.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+    ck = sub.add_parser("check", help="validate a data folder and print split statistics")
+    ck.add_argument("task", choices=tasks.TASK_NAMES)
+    ck.add_argument("--data-dir", type=Path, required=True,
+                    help="the unpacked lra_release folder (or a generated one)")
+    ck.add_argument("--option", type=_parse_option, action="append", default=[],
+                    metavar="KEY=VALUE", help="task option, e.g. max_length=512 (repeatable)")
+    ck.add_argument("--cache-dir", type=Path, default=None,
+                    help="preprocessing cache (default $LRU_DATA_CACHE or ~/.cache/lru-harness)")
+    ck.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate" and args.task == "listops":
+            from tasks.generate.listops import generate
+
+            folder = generate(args.out, n_train=args.n_train, n_val=args.n_val,
+                              n_test=args.n_test, max_depth=args.max_depth,
+                              max_args=args.max_args, min_length=args.min_length,
+                              max_length=args.max_length, seed=args.seed)
+            print(f"wrote {folder}")
+        elif args.command == "generate":
+            from tasks.generate.pathfinder import generate
+
+            folder = generate(args.out, n_examples=args.n_examples, resolution=args.resolution,
+                              difficulty=args.difficulty, seed=args.seed, workers=args.workers)
+            print(f"wrote {folder}")
+        else:
+            report = check(args.task, args.data_dir, dict(args.option), args.cache_dir)
+            if args.json:
+                print(json.dumps(report))
+            else:
+                _print_report(report)
+    except DataNotFoundError as e:
+        print(f"error: data not found: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Offline generators that write the official LRA layouts (ListOps, Pathfinder)."""
