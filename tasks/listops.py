@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
 from tasks.base import Task, TaskMeta, pad_sequences, require
 
@@ -71,7 +72,7 @@ def _build(data_dir: Path, split: str, options: Mapping[str, Any]) -> dict[str, 
     path = split_file(data_dir, split)
     sources, targets = read_tsv(path)
     seqs = []
-    for i, s in enumerate(sources):
+    for i, s in enumerate(tqdm(sources, desc=f"listops {split}", unit="ex", leave=False)):
         try:
             seqs.append(tokenize(s))
         except KeyError as e:
