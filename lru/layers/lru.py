@@ -100,6 +100,11 @@ class LRU(nnx.Module):
       rngs: parameter RNG streams (uses ``rngs.params``).
     """
 
+    #: Parameters the paper trains at ``lr * recurrent_lr_factor`` without weight decay
+    #: (Appendix D: nu, theta, gamma and B); :mod:`lru.optim` reads this.
+    RECURRENT_PARAMS = frozenset({"nu_log", "theta_log", "gamma_log", "B_re", "B_im",
+                                  "nu", "theta", "Lambda_re", "Lambda_im", "A", "B"})
+
     def __init__(
         self,
         d_model: int,

@@ -1,0 +1,143 @@
+"""Structured-config schemas for the Hydra app (``conf/``), and their value checks.
+
+Each config group has a dataclass schema registered in Hydra's ConfigStore as
+``<group>/schema``; every YAML file in ``conf/<group>/`` starts from it (``defaults:
+[schema]``), so an unknown key or a wrongly typed value is an error that names the key.
+Values with a closed set of choices are checked by :func:`validate`, whose messages name the
+key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from lru.blocks import GLU_VARIANTS, NORMS
+from lru.ladder import RUNG_NAMES
+from lru.models import POOLINGS
+from lru.scan import METHODS
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    """How to generate the task's data when ``data_dir`` lacks it (offline mini tasks)."""
+
+    generator: str = "listops"  # tasks.generate.<generator>.generate
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    name: str = MISSING  # one of tasks.TASK_NAMES
+    data_dir: str = "data/lra_release"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # tasks.load options
+    generate: Optional[GenerateConfig] = None
+    cache_dir: Optional[str] = None  # default: $LRU_DATA_CACHE or ~/.cache/lru-harness
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    layer: str = "lru"  # one of LAYERS (lru.loop)
+    d_model: int = 128  # H
+    d_state: int = 256  # N
+    n_layers: int = 4
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 6.28
+    bidirectional: bool = False
+    norm: str = "batch"
+    prenorm: bool = True
+    glu: str = "full_glu"
+    dropout: float = 0.0
+    pooling: str = "mean"
+    scan_method: str = "auto"
+
+
+@dataclasses.dataclass
+class AblationConfig:
+    rung: str = "lru"  # one of lru.ladder.RUNG_NAMES
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    recurrent_lr_factor: float = 0.5  # nu, theta, gamma, B: lr * factor, no weight decay
+    b1: float = 0.9
+    b2: float = 0.999
+    grad_clip: float = 0.0  # global-norm clipping; 0 = off
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # cosine | constant
+    warmup_fraction: float = 0.1
+    end_lr_ratio: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    eval_every: int = 500
+    log_every: int = 50
+    bucket: bool = True  # batch by length
+    progress: bool = True
+    checkpoint: bool = True
+    resume: bool = True  # continue from the run directory's latest checkpoint if present
+
+
+@dataclasses.dataclass
+class Config:
+    task: TaskConfig = MISSING
+    model: ModelConfig = MISSING
+    ablation: AblationConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    seed: int = 0
+    run_dir: str = "results/runs/default"
+
+
+CHOICES = {
+    "model.norm": NORMS,
+    "model.glu": GLU_VARIANTS,
+    "model.pooling": POOLINGS,
+    "model.scan_method": ("auto",) + METHODS,
+    "ablation.rung": RUNG_NAMES,
+    "schedule.name": ("cosine", "constant"),
+}
+
+
+def register() -> None:
+    """Register every schema in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    for group, node in [("task", TaskConfig), ("model", ModelConfig),
+                        ("ablation", AblationConfig), ("optimizer", OptimizerConfig),
+                        ("schedule", ScheduleConfig), ("trainer", TrainerConfig)]:
+        cs.store(group=group, name="schema", node=node)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the values with closed sets of choices; a ValueError names key and choices."""
+    from lru.loop import LAYERS
+    import tasks
+
+    choices = {**CHOICES, "model.layer": tuple(LAYERS), "task.name": tasks.TASK_NAMES}
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} is not valid; choose one of {tuple(allowed)}")
+    positive = ["trainer.steps", "trainer.batch_size", "trainer.eval_batch_size",
+                "trainer.eval_every", "trainer.log_every", "model.d_model", "model.d_state",
+                "model.n_layers"]
+    for key in positive:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise ValueError(f"{key} must be positive; got {OmegaConf.select(cfg, key)}")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ValueError(f"model.dropout must be in [0, 1); got {cfg.model.dropout}")

@@ -1,0 +1,288 @@
+"""``train(cfg) -> summary``: the training loop, callable from tests and from the Hydra app.
+
+One jitted, functional step: the model is split once into ``(graphdef, params, rest)``;
+the step is a pure function of that state (donated), the batch and the step number, from
+which the dropout RNG is folded, so a run is a pure function of ``(config, seed)`` and a
+resumed run repeats an uninterrupted one exactly. A step whose loss or gradients are not
+finite leaves the state untouched and stops the run, naming the step; the last good
+checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop cleanly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import tasks
+from lru.batching import TrainBatches, eval_batches
+from lru.checkpoints import Checkpoints
+from lru.config import validate
+from lru.ladder import get_rung
+from lru.layers import LRU
+from lru.layers.lru import UNIT_DISK
+from lru.models import Classifier, DualClassifier
+from lru.optim import OptimizerSettings, make_optimizer
+from lru.runfiles import MetricsLog, write_atomic, write_json
+
+#: Sequence layers selectable as ``model.layer``.
+LAYERS = {"lru": LRU}
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the gradients stopped being finite."""
+
+
+# --------------------------------------------------------------------------- building
+
+
+def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
+    """The train/val/test splits of ``cfg.task``, generating offline data first if configured."""
+    t = cfg.task
+    data_dir = Path(t.data_dir).expanduser()
+    options = OmegaConf.to_container(t.options, resolve=True)
+    if t.generate is not None:
+        try:
+            tasks.get_task(t.name).sources(data_dir, "train", tasks.resolve_options(t.name, **options))
+        except tasks.DataNotFoundError:
+            import importlib
+
+            module = importlib.import_module(f"tasks.generate.{t.generate.generator}")
+            module.generate(data_dir, **OmegaConf.to_container(t.generate.args, resolve=True))
+    cache = Path(t.cache_dir).expanduser() if t.cache_dir else None
+    try:
+        return {s: tasks.load(t.name, s, data_dir, cache_dir=cache, **options) for s in tasks.SPLITS}
+    except tasks.DataNotFoundError as e:
+        raise tasks.DataNotFoundError(
+            e.expected, hint=f"check a data folder with: python -m tasks check {t.name} "
+                             f"--data-dir {data_dir}") from None
+
+
+def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
+    """The classifier ``cfg.model`` describes, with the rung ``cfg.ablation.rung``."""
+    m = cfg.model
+    ring = (m.r_min, m.r_max, m.max_phase)
+    if not get_rung(cfg.ablation.rung).ring_init:
+        ring = (0.0, 1.0, UNIT_DISK[2])  # rungs before 'ring' initialise on the unit disk
+    mixer = functools.partial(
+        LAYERS[m.layer], m.d_model, m.d_state, r_min=ring[0], r_max=ring[1], max_phase=ring[2],
+        bidirectional=m.bidirectional, rung=cfg.ablation.rung, scan_method=m.scan_method)
+    inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
+    cls = DualClassifier if meta.dual else Classifier
+    return cls(m.d_model, m.n_layers, meta.n_classes, mixer, pooling=m.pooling, norm=m.norm,
+               prenorm=m.prenorm, glu=m.glu, dropout=m.dropout,
+               rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1), **inputs)
+
+
+def optimizer_settings(cfg: DictConfig) -> OptimizerSettings:
+    o, s = cfg.optimizer, cfg.schedule
+    return OptimizerSettings(
+        lr=o.lr, weight_decay=o.weight_decay, recurrent_lr_factor=o.recurrent_lr_factor,
+        b1=o.b1, b2=o.b2, grad_clip=o.grad_clip, steps=cfg.trainer.steps,
+        warmup_steps=int(round(s.warmup_fraction * cfg.trainer.steps)), schedule=s.name,
+        end_lr_ratio=s.end_lr_ratio)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _forward(model, batch, dual: bool):
+    if dual:
+        return model(batch["inputs"], batch["lengths"], batch["inputs2"], batch["lengths2"])
+    return model(batch["inputs"], batch["lengths"])
+
+
+def make_train_step(graphdef, tx, *, dual: bool, seed: int):
+    """``step(state, batch, step_no) -> (state, metrics)``, jitted, with ``state`` donated."""
+    base_key = jax.random.key(seed)
+
+    def loss_fn(params, rest, batch, key):
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        nnx.reseed(model, dropout=key)
+        logits = _forward(model, batch, dual)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
+        return loss, (nnx.split(model, nnx.Param, ...)[2], accuracy)
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def step(state, batch, step_no):
+        params, rest, opt_state = state
+        key = jax.random.fold_in(base_key, step_no)
+        (loss, (new_rest, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, rest, batch, key)
+        grad_norm = optax.tree.norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_state = (optax.apply_updates(params, updates), new_rest, new_opt)
+        # A non-finite step leaves the state as it was, so the run can stop cleanly.
+        state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "ok": ok}
+
+    return step
+
+
+def make_eval_step(graphdef, *, dual: bool):
+    """``eval_step(params, rest, batch) -> (summed loss, summed correct)`` over weighted examples."""
+
+    @jax.jit
+    def eval_step(params, rest, batch):
+        logits = _forward(nnx.merge(graphdef, params, rest), batch, dual)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+        correct = jnp.argmax(logits, -1) == batch["labels"]
+        w = batch["weights"]
+        return jnp.sum(losses * w), jnp.sum(correct * w)
+
+    return eval_step
+
+
+def evaluate(eval_step, params, rest, split: tasks.Split, batch_size: int) -> dict[str, float]:
+    loss = correct = 0.0
+    for batch in eval_batches(split, batch_size):
+        l, c = eval_step(params, rest, batch)
+        loss, correct = loss + float(l), correct + float(c)
+    return {"loss": loss / len(split), "accuracy": correct / len(split)}
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def majority_rate(split: tasks.Split) -> float:
+    counts = np.bincount(np.asarray(split.labels), minlength=split.meta.n_classes)
+    return float(counts.max() / max(len(split), 1))
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train ``cfg`` (a composed ``conf/config.yaml``) and return its summary.
+
+    Writes ``config.yaml``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/`` into
+    ``cfg.run_dir``. Never raises for a failed run: the summary's ``status`` is
+    ``"finished"``, ``"preempted"`` or ``"failed"`` (with ``reason``).
+    """
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    summary: dict[str, Any] = {
+        "task": cfg.task.name, "model": cfg.model.layer, "rung": cfg.ablation.rung,
+        "seed": cfg.seed, "run_dir": str(run_dir), "status": "running"}
+    started = time.time()
+    try:
+        validate(cfg)
+        summary.update(_train(cfg, run_dir, summary))
+    except Exception as e:  # the run fails visibly, in its summary
+        summary.update(status="failed", reason=f"{type(e).__name__}: {e}")
+        summary["traceback"] = traceback.format_exc(limit=8)
+    summary["wall_time_s"] = round(time.time() - started, 2)
+    write_json(run_dir / "summary.json", summary)
+    if summary["status"] == "failed":
+        print(f"run failed: {summary['reason']}")
+    return summary
+
+
+def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
+    data = load_data(cfg)
+    meta = data["train"].meta
+    model = build_model(cfg, meta)
+    settings = optimizer_settings(cfg)
+    tx, lr_fn = make_optimizer(model, settings)
+    model.eval()
+    eval_graphdef = nnx.split(model, nnx.Param, ...)[0]
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    state = (params, rest, tx.init(params))
+    summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
+                   majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
+
+    ckpt = Checkpoints(run_dir / "checkpoints") if cfg.trainer.checkpoint else None
+    start, best = 0, {"val_accuracy": -1.0, "test_accuracy": None, "step": None}
+    if ckpt is not None and cfg.trainer.resume and ckpt.latest_step() is not None:
+        state, extra = ckpt.restore(state)
+        start, best = extra["next_step"], extra["best"]
+    metrics = MetricsLog(run_dir / "metrics.jsonl", keep_through_step=start - 1 if start else None)
+
+    batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
+                           bucket=cfg.trainer.bucket)
+    train_step = make_train_step(graphdef, tx, dual=meta.dual, seed=cfg.seed)
+    eval_step = make_eval_step(eval_graphdef, dual=meta.dual)
+    steps = cfg.trainer.steps
+    status, tokens, window_start = "finished", 0, time.time()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"{cfg.task.name}/{cfg.ablation.rung}",
+               disable=not cfg.trainer.progress, dynamic_ncols=True)
+    with _StopSignal() as stop:
+        for step in bar:
+            batch = batches(step)
+            state, m = train_step(state, batch, step)
+            if not bool(m["ok"]):
+                raise NonFiniteError(
+                    f"non-finite loss or gradients at step {step} (loss={float(m['loss'])}, "
+                    f"grad_norm={float(m['grad_norm'])}); the state before it is kept and the "
+                    f"last good checkpoint is in {run_dir / 'checkpoints'}")
+            tokens += int(batch["lengths"].sum()) + int(batch.get("lengths2", np.zeros(1)).sum())
+            if (step + 1) % cfg.trainer.log_every == 0 or step + 1 == steps:
+                elapsed = time.time() - window_start
+                record = {"step": step, "split": "train", "loss": float(m["loss"]),
+                          "accuracy": float(m["accuracy"]), "grad_norm": float(m["grad_norm"]),
+                          "lr": float(lr_fn(step)), "tokens_per_s": tokens / max(elapsed, 1e-9)}
+                metrics.write(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}",
+                                lr=f"{record['lr']:.1e}", tok_s=f"{record['tokens_per_s']:.0f}")
+                summary["tokens_per_s"] = round(record["tokens_per_s"], 1)
+                tokens, window_start = 0, time.time()
+            last = step + 1 == steps
+            if (step + 1) % cfg.trainer.eval_every == 0 or last:
+                params, rest, _ = state
+                results = {s: evaluate(eval_step, params, rest, data[s], cfg.trainer.eval_batch_size)
+                           for s in ("val", "test")}
+                for s, r in results.items():
+                    metrics.write({"step": step, "split": s, **r})
+                if results["val"]["accuracy"] > best["val_accuracy"]:
+                    best = {"val_accuracy": results["val"]["accuracy"],
+                            "test_accuracy": results["test"]["accuracy"], "step": step}
+                if ckpt is not None:
+                    ckpt.save(step, state, {"next_step": step + 1, "best": best})
+                window_start = time.time()
+            if stop.received is not None and not last:
+                if ckpt is not None:
+                    ckpt.save(step, state, {"next_step": step + 1, "best": best})
+                status = "preempted"
+                break
+    bar.close()
+    if ckpt is not None:
+        ckpt.close()
+    return {"status": status, "steps": step + 1 if steps > start else start,
+            "best_val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
+            "best_step": best["step"]}

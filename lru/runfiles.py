@@ -1,0 +1,53 @@
+"""A run directory's files: ``config.yaml``, ``metrics.jsonl``, ``summary.json``.
+
+Whole files are written atomically (a temporary file in the same folder, then
+``os.replace``), so a crash never leaves a half-written summary; ``metrics.jsonl`` gets one
+JSON object per line, flushed as it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+class MetricsLog:
+    """Appends one JSON line per record to ``metrics.jsonl``.
+
+    On resume, lines for steps after the checkpoint being resumed are dropped first, so the
+    file reads exactly as if the run had never stopped.
+    """
+
+    def __init__(self, path: Path, *, keep_through_step: int | None = None):
+        self.path = Path(path)
+        if keep_through_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= keep_through_step]
+            write_atomic(self.path, "".join(line + "\n" for line in kept))
+        elif keep_through_step is None and self.path.exists():
+            self.path.unlink()
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")

@@ -1,0 +1,203 @@
+"""The training harness: config composition and validation, the loop's run files, learning,
+NaN handling, exact resume after SIGTERM, and the optimizer's parameter groups."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from lru.checkpoints import Checkpoints
+from lru.config import register
+from lru.layers import LRU
+from lru.loop import train
+from lru.models import Classifier
+from lru.optim import BASE, RECURRENT, OptimizerSettings, make_optimizer, param_labels
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = str(REPO / "conf")
+register()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("listops-data")
+
+
+def tiny_overrides(data_dir: Path, run_dir: Path, steps: int = 40) -> list[str]:
+    return [
+        f"run_dir={run_dir}",
+        f"task.data_dir={data_dir}",
+        f"task.cache_dir={data_dir / 'cache'}",
+        "task.generate.args.n_train=1200", "task.generate.args.n_val=200",
+        "task.generate.args.n_test=200", "task.generate.args.max_depth=3",
+        "task.generate.args.max_length=64", "task.options.max_length=64",
+        "model.d_model=16", "model.d_state=16", "model.n_layers=2",
+        f"trainer.steps={steps}", "trainer.eval_every=20", "trainer.log_every=10",
+        "trainer.eval_batch_size=100", "trainer.progress=false",
+    ]
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_default_config_composes_with_every_rung():
+    for rung in ("rnn_relu", "rnn_tanh", "linear_dense", "diag_complex", "exp",
+                 "stable_exp", "ring", "lru"):
+        cfg = compose_cfg([f"ablation={rung}", "run_dir=x"])
+        assert cfg.ablation.rung == rung
+    cfg = compose_cfg(["run_dir=x"])
+    assert cfg.task.name == "listops" and cfg.model.layer == "lru" and cfg.ablation.rung == "lru"
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ConfigCompositionException, match="d_modell"):
+        compose_cfg(["run_dir=x", "model.d_modell=3"])
+    with pytest.raises(ConfigCompositionException, match="steps"):
+        compose_cfg(["run_dir=x", "trainer.steps=many"])
+
+
+def test_bad_value_fails_the_run_naming_key_and_choices(tmp_path, data_dir):
+    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run") + ["ablation.rung=lruu"])
+    summary = train(cfg)
+    assert summary["status"] == "failed"
+    assert "ablation.rung" in summary["reason"] and "stable_exp" in summary["reason"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_missing_data_names_the_path_and_check_command(tmp_path):
+    cfg = compose_cfg([f"run_dir={tmp_path / 'run'}", "task=listops",
+                       f"task.data_dir={tmp_path / 'lra'}"])
+    summary = train(cfg)
+    assert summary["status"] == "failed"
+    assert str(tmp_path / "lra" / "listops-1000" / "basic_train.tsv") in summary["reason"]
+    assert "python -m tasks check listops" in summary["reason"]
+
+
+def test_short_run_learns_and_writes_its_files(tmp_path, data_dir):
+    run = tmp_path / "run"
+    cfg = compose_cfg(tiny_overrides(data_dir, run, steps=200) + ["trainer.eval_every=100"])
+    summary = train(cfg)
+    assert summary["status"] == "finished", summary.get("reason")
+    assert {"config.yaml", "metrics.jsonl", "summary.json", "checkpoints"} <= {
+        p.name for p in run.iterdir()}
+    on_disk = json.loads((run / "summary.json").read_text())
+    for key in ("task", "model", "rung", "seed", "best_val_accuracy", "test_accuracy",
+                "majority_rate", "steps", "wall_time_s", "params", "tokens_per_s", "status"):
+        assert key in on_disk, key
+    assert on_disk["steps"] == 200 and on_disk["params"] > 0
+    assert OmegaConf.load(run / "config.yaml").trainer.steps == 200
+    records = read_metrics(run)
+    assert {r["split"] for r in records} == {"train", "val", "test"}
+    assert [r["step"] for r in records if r["split"] == "val"] == [99, 199]
+    # learning: well above the majority-class rate on held-out data
+    assert summary["test_accuracy"] > summary["majority_rate"] + 0.1, summary
+
+
+def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, data_dir):
+    run = tmp_path / "run"
+    assert train(compose_cfg(tiny_overrides(data_dir, run, steps=20)))["status"] == "finished"
+    saved = Checkpoints(run / "checkpoints")
+    assert saved.latest_step() == 19
+    saved.close()
+    # resume the same run for more steps with an absurd learning rate
+    cfg = compose_cfg(tiny_overrides(data_dir, run, steps=60) + ["optimizer.lr=1e30",
+                                                                 "schedule.warmup_fraction=0"])
+    summary = train(cfg)
+    assert summary["status"] == "failed"
+    assert "non-finite" in summary["reason"] and "at step" in summary["reason"]
+    ckpt = Checkpoints(run / "checkpoints")
+    assert ckpt.latest_step() == 19  # the last good checkpoint, untouched
+    model_cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "other", steps=20))
+    from lru.loop import build_model, load_data
+
+    meta = load_data(model_cfg)["train"].meta
+    model = build_model(model_cfg, meta)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx, _ = make_optimizer(model, OptimizerSettings(lr=1e-3, weight_decay=0.0,
+                                                    recurrent_lr_factor=1.0))
+    (p, r, o), extra = ckpt.restore((params, rest, tx.init(params)))
+    assert extra["next_step"] == 20
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(p))
+    ckpt.close()
+
+
+def _cli(run_dir: Path, data_dir: Path, steps: int) -> list[str]:
+    overrides = [o for o in tiny_overrides(data_dir, run_dir, steps) if not o.startswith("run_dir")]
+    return [sys.executable, "-m", "lru.train", f"hydra.run.dir={run_dir}", *overrides]
+
+
+def _comparable(records):
+    return [{k: r[k] for k in ("step", "split", "loss", "accuracy") if k in r} for r in records]
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
+    steps = 120
+    # make sure the data exist before timing anything
+    train(compose_cfg(tiny_overrides(data_dir, tmp_path / "warm", steps=1)))
+    full = tmp_path / "full"
+    subprocess.run(_cli(full, data_dir, steps), check=True, capture_output=True, timeout=600)
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_cli(cut, data_dir, steps), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    metrics = cut / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    first = json.loads((cut / "summary.json").read_text())
+    assert first["status"] == "preempted", first
+    assert first["steps"] < steps
+
+    subprocess.run(_cli(cut, data_dir, steps), check=True, capture_output=True, timeout=600)
+    resumed = json.loads((cut / "summary.json").read_text())
+    uninterrupted = json.loads((full / "summary.json").read_text())
+    assert resumed["status"] == "finished"
+    assert _comparable(read_metrics(cut)) == _comparable(read_metrics(full))
+    for key in ("best_val_accuracy", "test_accuracy", "best_step", "steps"):
+        assert resumed[key] == uninterrupted[key], key
+
+
+def test_parameter_groups_follow_the_paper():
+    model = Classifier(8, 1, 3, functools.partial(LRU, 8, 4), vocab_size=5, rngs=nnx.Rngs(0))
+    labels = dict(nnx.to_flat_state(param_labels(model)))
+    recurrent = {k[-1] for k, v in labels.items() if v == RECURRENT}
+    assert recurrent == {"nu_log", "theta_log", "gamma_log", "B_re", "B_im"}
+    assert {k[-1] for k, v in labels.items() if v == BASE} >= {"C_re", "C_im", "D", "kernel"}
+
+    s = OptimizerSettings(lr=0.1, weight_decay=0.5, recurrent_lr_factor=0.25, steps=10,
+                          warmup_steps=0, schedule="constant")
+    tx, lr = make_optimizer(model, s)
+    params = nnx.state(model, nnx.Param)
+    grads = jax.tree.map(lambda x: jnp.full_like(x, 0.3), params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    flat_u, flat_p = dict(nnx.to_flat_state(updates)), dict(nnx.to_flat_state(params))
+    for path, label in labels.items():
+        u, p = flat_u[path][...], flat_p[path][...]
+        if label == RECURRENT:  # Adam's first step is -lr * sign(g); no decay
+            np.testing.assert_allclose(u, -0.1 * 0.25 * np.ones_like(u), rtol=1e-4)
+        else:  # AdamW: -lr * (sign(g) + wd * p)
+            np.testing.assert_allclose(u, -0.1 * (1.0 + 0.5 * p), rtol=1e-4, atol=1e-6)
