@@ -89,6 +89,7 @@ class TrainerConfig:
     progress: bool = True
     checkpoint: bool = True
     resume: bool = True  # continue from the run directory's latest checkpoint if present
+    distributed: bool = False  # multi-host: call jax.distributed.initialize() first
 
 
 @dataclasses.dataclass

@@ -36,6 +36,7 @@ from lru.layers.lru import UNIT_DISK
 from lru.models import Classifier, DualClassifier
 from lru.optim import OptimizerSettings, make_optimizer
 from lru.runfiles import MetricsLog, write_atomic, write_json
+from lru.sharding import check_divisible, data_sharding, shard_batch
 
 #: Sequence layers selectable as ``model.layer``.
 LAYERS = {"lru": LRU}
@@ -147,9 +148,12 @@ def make_eval_step(graphdef, *, dual: bool):
     return eval_step
 
 
-def evaluate(eval_step, params, rest, split: tasks.Split, batch_size: int) -> dict[str, float]:
+def evaluate(eval_step, params, rest, split: tasks.Split, batch_size: int,
+             sharding=None) -> dict[str, float]:
     loss = correct = 0.0
     for batch in eval_batches(split, batch_size):
+        if sharding is not None:
+            batch = shard_batch(batch, sharding)
         l, c = eval_step(params, rest, batch)
         loss, correct = loss + float(l), correct + float(c)
     return {"loss": loss / len(split), "accuracy": correct / len(split)}
@@ -214,6 +218,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
+    check_divisible(cfg.trainer.batch_size, "trainer.batch_size")
+    check_divisible(cfg.trainer.eval_batch_size, "trainer.eval_batch_size")
+    sharding = data_sharding()
     data = load_data(cfg)
     meta = data["train"].meta
     model = build_model(cfg, meta)
@@ -245,7 +252,7 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     with _StopSignal() as stop:
         for step in bar:
             batch = batches(step)
-            state, m = train_step(state, batch, step)
+            state, m = train_step(state, shard_batch(batch, sharding), step)
             if not bool(m["ok"]):
                 raise NonFiniteError(
                     f"non-finite loss or gradients at step {step} (loss={float(m['loss'])}, "
@@ -265,7 +272,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
             last = step + 1 == steps
             if (step + 1) % cfg.trainer.eval_every == 0 or last:
                 params, rest, _ = state
-                results = {s: evaluate(eval_step, params, rest, data[s], cfg.trainer.eval_batch_size)
+                results = {s: evaluate(eval_step, params, rest, data[s],
+                                       cfg.trainer.eval_batch_size, sharding)
                            for s in ("val", "test")}
                 for s, r in results.items():
                     metrics.write({"step": step, "split": s, **r})

@@ -29,6 +29,10 @@ def main(cfg: DictConfig) -> float | None:
     from lru.loop import train
 
     tune_cpu_allocator()
+    if cfg.trainer.distributed:
+        from lru.sharding import initialize_distributed
+
+        initialize_distributed()
     summary = train(cfg)
     if summary["status"] == "finished":
         print(f"{summary['task']} / {summary['rung']}: best val accuracy "
