@@ -1,4 +1,4 @@
-"""Orbax checkpoints of the training state: the latest one, plus the host-side progress.
+"""Orbax checkpoints of the training state (one folder each for the latest and the best).
 
 What is saved: the parameters, the BatchNorm statistics and the optimizer state (arrays,
 through orbax), and ``{"next_step", "best"}`` (JSON). RNG state is not saved: the training

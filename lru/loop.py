@@ -234,7 +234,10 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
                    majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
 
-    ckpt = Checkpoints(run_dir / "checkpoints") if cfg.trainer.checkpoint else None
+    ckpt = best_ckpt = None
+    if cfg.trainer.checkpoint:
+        ckpt = Checkpoints(run_dir / "checkpoints" / "latest")
+        best_ckpt = Checkpoints(run_dir / "checkpoints" / "best")
     start, best = 0, {"val_accuracy": -1.0, "test_accuracy": None, "step": None}
     if ckpt is not None and cfg.trainer.resume and ckpt.latest_step() is not None:
         state, extra = ckpt.restore(state)
@@ -257,7 +260,7 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                 raise NonFiniteError(
                     f"non-finite loss or gradients at step {step} (loss={float(m['loss'])}, "
                     f"grad_norm={float(m['grad_norm'])}); the state before it is kept and the "
-                    f"last good checkpoint is in {run_dir / 'checkpoints'}")
+                    f"last good checkpoint is in {run_dir / 'checkpoints' / 'latest'}")
             tokens += int(batch["lengths"].sum()) + int(batch.get("lengths2", np.zeros(1)).sum())
             if (step + 1) % cfg.trainer.log_every == 0 or step + 1 == steps:
                 elapsed = time.time() - window_start
@@ -280,6 +283,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                 if results["val"]["accuracy"] > best["val_accuracy"]:
                     best = {"val_accuracy": results["val"]["accuracy"],
                             "test_accuracy": results["test"]["accuracy"], "step": step}
+                    if best_ckpt is not None:
+                        best_ckpt.save(step, state, {"next_step": step + 1, "best": best})
                 if ckpt is not None:
                     ckpt.save(step, state, {"next_step": step + 1, "best": best})
                 window_start = time.time()
@@ -289,8 +294,9 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                 status = "preempted"
                 break
     bar.close()
-    if ckpt is not None:
-        ckpt.close()
+    for c in (ckpt, best_ckpt):
+        if c is not None:
+            c.close()
     return {"status": status, "steps": step + 1 if steps > start else start,
             "best_val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
             "best_step": best["step"]}

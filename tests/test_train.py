@@ -118,16 +118,19 @@ def test_short_run_learns_and_writes_its_files(tmp_path, data_dir):
 def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, data_dir):
     run = tmp_path / "run"
     assert train(compose_cfg(tiny_overrides(data_dir, run, steps=20)))["status"] == "finished"
-    saved = Checkpoints(run / "checkpoints")
+    saved = Checkpoints(run / "checkpoints" / "latest")
     assert saved.latest_step() == 19
     saved.close()
+    best = Checkpoints(run / "checkpoints" / "best")
+    assert best.latest_step() == 19  # the only evaluation so far is the best
+    best.close()
     # resume the same run for more steps with an absurd learning rate
     cfg = compose_cfg(tiny_overrides(data_dir, run, steps=60) + ["optimizer.lr=1e30",
                                                                  "schedule.warmup_fraction=0"])
     summary = train(cfg)
     assert summary["status"] == "failed"
     assert "non-finite" in summary["reason"] and "at step" in summary["reason"]
-    ckpt = Checkpoints(run / "checkpoints")
+    ckpt = Checkpoints(run / "checkpoints" / "latest")
     assert ckpt.latest_step() == 19  # the last good checkpoint, untouched
     model_cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "other", steps=20))
     from lru.loop import build_model, load_data
