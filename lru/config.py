@@ -89,6 +89,7 @@ class TrainerConfig:
     progress: bool = True
     checkpoint: bool = True
     resume: bool = True  # continue from the run directory's latest checkpoint if present
+    tensorboard: bool = False  # also log metrics to run_dir/tensorboard (tensorboardX)
     distributed: bool = False  # multi-host: call jax.distributed.initialize() first
 
 

@@ -242,7 +242,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     if ckpt is not None and cfg.trainer.resume and ckpt.latest_step() is not None:
         state, extra = ckpt.restore(state)
         start, best = extra["next_step"], extra["best"]
-    metrics = MetricsLog(run_dir / "metrics.jsonl", keep_through_step=start - 1 if start else None)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", keep_through_step=start - 1 if start else None,
+                         tensorboard_dir=run_dir / "tensorboard" if cfg.trainer.tensorboard else None)
 
     batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
                            bucket=cfg.trainer.bucket)
@@ -294,6 +295,7 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                 status = "preempted"
                 break
     bar.close()
+    metrics.close()
     for c in (ckpt, best_ckpt):
         if c is not None:
             c.close()

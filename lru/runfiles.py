@@ -2,7 +2,7 @@
 
 Whole files are written atomically (a temporary file in the same folder, then
 ``os.replace``), so a crash never leaves a half-written summary; ``metrics.jsonl`` gets one
-JSON object per line, flushed as it is written.
+JSON object per line, flushed as it is written (mirrored to TensorBoard when asked).
 """
 
 from __future__ import annotations
@@ -39,8 +39,17 @@ class MetricsLog:
     file reads exactly as if the run had never stopped.
     """
 
-    def __init__(self, path: Path, *, keep_through_step: int | None = None):
+    def __init__(self, path: Path, *, keep_through_step: int | None = None,
+                 tensorboard_dir: Path | None = None):
         self.path = Path(path)
+        self.tensorboard = None
+        if tensorboard_dir is not None:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                raise ImportError("trainer.tensorboard=true needs tensorboardX: "
+                                  'pip install -e ".[tensorboard]"') from None
+            self.tensorboard = SummaryWriter(str(tensorboard_dir))
         if keep_through_step is not None and self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
                     if line and json.loads(line)["step"] <= keep_through_step]
@@ -51,3 +60,12 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key not in ("step", "split") and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"{record['split']}/{key}", value, record["step"])
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()

@@ -204,3 +204,21 @@ def test_parameter_groups_follow_the_paper():
             np.testing.assert_allclose(u, -0.1 * 0.25 * np.ones_like(u), rtol=1e-4)
         else:  # AdamW: -lr * (sign(g) + wd * p)
             np.testing.assert_allclose(u, -0.1 * (1.0 + 0.5 * p), rtol=1e-4, atol=1e-6)
+
+
+def test_tensorboard_mirrors_the_metrics(tmp_path, data_dir):
+    from tensorboardX.proto import event_pb2
+
+    from tasks.tfrecord import read_records
+
+    run = tmp_path / "run"
+    summary = train(compose_cfg(tiny_overrides(data_dir, run, steps=20) + ["trainer.tensorboard=true"]))
+    assert summary["status"] == "finished"
+    scalars = {}
+    for path in (run / "tensorboard").glob("events.out.tfevents.*"):
+        for record in read_records(path):
+            event = event_pb2.Event.FromString(record)
+            for v in event.summary.value:
+                scalars[(v.tag, event.step)] = v.simple_value
+    for r in read_metrics(run):
+        assert scalars[(f"{r['split']}/loss", r["step"])] == pytest.approx(r["loss"], rel=1e-6)
