@@ -253,52 +253,55 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     status, tokens, window_start = "finished", 0, time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"{cfg.task.name}/{cfg.ablation.rung}",
                disable=not cfg.trainer.progress, dynamic_ncols=True)
-    with _StopSignal() as stop:
-        for step in bar:
-            batch = batches(step)
-            state, m = train_step(state, shard_batch(batch, sharding), step)
-            if not bool(m["ok"]):
-                raise NonFiniteError(
-                    f"non-finite loss or gradients at step {step} (loss={float(m['loss'])}, "
-                    f"grad_norm={float(m['grad_norm'])}); the state before it is kept and the "
-                    f"last good checkpoint is in {run_dir / 'checkpoints' / 'latest'}")
-            tokens += int(batch["lengths"].sum()) + int(batch.get("lengths2", np.zeros(1)).sum())
-            if (step + 1) % cfg.trainer.log_every == 0 or step + 1 == steps:
-                elapsed = time.time() - window_start
-                record = {"step": step, "split": "train", "loss": float(m["loss"]),
-                          "accuracy": float(m["accuracy"]), "grad_norm": float(m["grad_norm"]),
-                          "lr": float(lr_fn(step)), "tokens_per_s": tokens / max(elapsed, 1e-9)}
-                metrics.write(record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}",
-                                lr=f"{record['lr']:.1e}", tok_s=f"{record['tokens_per_s']:.0f}")
-                summary["tokens_per_s"] = round(record["tokens_per_s"], 1)
-                tokens, window_start = 0, time.time()
-            last = step + 1 == steps
-            if (step + 1) % cfg.trainer.eval_every == 0 or last:
-                params, rest, _ = state
-                results = {s: evaluate(eval_step, params, rest, data[s],
-                                       cfg.trainer.eval_batch_size, sharding)
-                           for s in ("val", "test")}
-                for s, r in results.items():
-                    metrics.write({"step": step, "split": s, **r})
-                if results["val"]["accuracy"] > best["val_accuracy"]:
-                    best = {"val_accuracy": results["val"]["accuracy"],
-                            "test_accuracy": results["test"]["accuracy"], "step": step}
-                    if best_ckpt is not None:
-                        best_ckpt.save(step, state, {"next_step": step + 1, "best": best})
-                if ckpt is not None:
-                    ckpt.save(step, state, {"next_step": step + 1, "best": best})
-                window_start = time.time()
-            if stop.received is not None and not last:
-                if ckpt is not None:
-                    ckpt.save(step, state, {"next_step": step + 1, "best": best})
-                status = "preempted"
-                break
-    bar.close()
-    metrics.close()
-    for c in (ckpt, best_ckpt):
-        if c is not None:
-            c.close()
-    return {"status": status, "steps": step + 1 if steps > start else start,
+    try:
+        with _StopSignal() as stop:
+            for step in bar:
+                batch = batches(step)
+                state, m = train_step(state, shard_batch(batch, sharding), step)
+                summary["steps"] = step + int(bool(m["ok"]))
+                if not bool(m["ok"]):
+                    raise NonFiniteError(
+                        f"non-finite loss or gradients at step {step} (loss={float(m['loss'])}, "
+                        f"grad_norm={float(m['grad_norm'])}); the state before it is kept and the "
+                        f"last good checkpoint is in {run_dir / 'checkpoints' / 'latest'}")
+                tokens += int(batch["lengths"].sum()) + int(batch.get("lengths2", np.zeros(1)).sum())
+                if (step + 1) % cfg.trainer.log_every == 0 or step + 1 == steps:
+                    elapsed = time.time() - window_start
+                    record = {"step": step, "split": "train", "loss": float(m["loss"]),
+                              "accuracy": float(m["accuracy"]), "grad_norm": float(m["grad_norm"]),
+                              "lr": float(lr_fn(step)), "tokens_per_s": tokens / max(elapsed, 1e-9)}
+                    metrics.write(record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}",
+                                    lr=f"{record['lr']:.1e}", tok_s=f"{record['tokens_per_s']:.0f}")
+                    summary["tokens_per_s"] = round(record["tokens_per_s"], 1)
+                    tokens, window_start = 0, time.time()
+                last = step + 1 == steps
+                if (step + 1) % cfg.trainer.eval_every == 0 or last:
+                    params, rest, _ = state
+                    results = {s: evaluate(eval_step, params, rest, data[s],
+                                           cfg.trainer.eval_batch_size, sharding)
+                               for s in ("val", "test")}
+                    for s, r in results.items():
+                        metrics.write({"step": step, "split": s, **r})
+                    if results["val"]["accuracy"] > best["val_accuracy"]:
+                        best = {"val_accuracy": results["val"]["accuracy"],
+                                "test_accuracy": results["test"]["accuracy"], "step": step}
+                        if best_ckpt is not None:
+                            best_ckpt.save(step, state, {"next_step": step + 1, "best": best})
+                    if ckpt is not None:
+                        ckpt.save(step, state, {"next_step": step + 1, "best": best})
+                    window_start = time.time()
+                if stop.received is not None and not last:
+                    if ckpt is not None:
+                        ckpt.save(step, state, {"next_step": step + 1, "best": best})
+                    status = "preempted"
+                    break
+    finally:
+        bar.close()
+        metrics.close()
+        for c in (ckpt, best_ckpt):
+            if c is not None:
+                c.close()
+    return {"status": status, "steps": summary.get("steps", start),
             "best_val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
             "best_step": best["step"]}
