@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tasks import listops
-from tasks import image, retrieval, text
+from tasks import image, listops, pathfinder, retrieval, text
 
 _READERS = (
     listops,
+    pathfinder,
     text,
     retrieval,
     image,
