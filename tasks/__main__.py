@@ -42,7 +42,7 @@ def summarize(split: tasks.Split) -> dict[str, Any]:
     out: dict[str, Any] = {
         "examples": len(split),
         "lengths": _stats(split.lengths),
-        "truncated": int(np.sum(np.asarray(split.lengths) >= split.meta.max_length)),
+        "at_max_length": int(np.sum(np.asarray(split.lengths) >= split.meta.max_length)),
         "classes": {str(c): int(n) for c, n in enumerate(counts)},
         "majority_rate": round(float(counts.max() / max(len(split), 1)), 4),
     }
@@ -70,7 +70,7 @@ def _print_report(report: dict) -> None:
         lens = s["lengths"]
         classes = " ".join(f"{c}:{n}" for c, n in s["classes"].items())
         print(f"  {split:5s} {s['examples']:7d} examples  length min {lens['min']} "
-              f"mean {lens['mean']} max {lens['max']} (truncated {s['truncated']})  "
+              f"mean {lens['mean']} max {lens['max']} ({s['at_max_length']} at max length)  "
               f"classes {classes}  majority {s['majority_rate']:.1%}")
 
 
