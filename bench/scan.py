@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lru.cpu_allocator import tune_cpu_allocator
+from lru.runfiles import write_json
 from lru.scan import METHODS, auto_method, linear_recurrence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,22 +118,6 @@ def bench_method(method: str, a, b, g, repeats: int, warmup: int) -> dict:
     }
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     allocator_tuned = False if args.no_tune_allocator else tune_cpu_allocator()
@@ -185,7 +168,7 @@ def main(argv=None) -> dict:
         "auto_method": auto,
         "methods": results,
     }
-    write_json_atomic(args.out, data)
+    write_json(args.out, data)
 
     print(
         f"linear_recurrence, {args.batch}x{args.time}x{args.state} complex64, "

@@ -45,9 +45,9 @@ from flax import nnx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from scan import write_json_atomic  # noqa: E402  (bench/scan.py)
 
 from lru.cpu_allocator import tune_cpu_allocator  # noqa: E402
+from lru.runfiles import write_json  # noqa: E402
 from lru.optim import RECURRENT, BASE, OptimizerSettings, learning_rate  # noqa: E402
 
 VOCAB, CLASSES = 16, 10
@@ -312,7 +312,7 @@ def main(argv=None) -> dict:
         "ratio_median_of_rounds": statistics.median(paired),
         "first_step_rel_diff": check,
     }
-    write_json_atomic(args.out, data)
+    write_json(args.out, data)
 
     print(f"LRU classifier training step, batch {args.batch} x time {args.time} x H "
           f"{args.d_model} x N {args.d_state} x {args.layers} layers ({n_params:,} params), "

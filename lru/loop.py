@@ -11,7 +11,6 @@ checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop cleanly.
 from __future__ import annotations
 
 import functools
-import math
 import signal
 import time
 import traceback

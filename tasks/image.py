@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
 from tasks import tfrecord
 from tasks.base import DataNotFoundError, Task, TaskMeta, require
@@ -208,7 +209,7 @@ def read_tfds(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                          f"examples, the shards hold {len(labels)}")
     keep = split_slice(split, len(labels))
     pixels = np.zeros((len(images[keep]), LENGTH, 3), np.uint8)
-    for j, png in enumerate(images[keep]):
+    for j, png in enumerate(tqdm(images[keep], desc=f"cifar10 {split}", unit="img", leave=False)):
         pixels[j] = _decode_png(png)
     return pixels, np.asarray(labels[keep], np.int32)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
 from tasks.base import LRA_RELEASE, Task, TaskMeta, require
 from tasks.text import VOCAB_SIZE, check_max_length, fill_bytes
@@ -80,7 +81,8 @@ def read_pairs(path: Path, max_length: int) -> dict[str, np.ndarray]:
     lengths = np.zeros(count, np.int32)
     lengths2 = np.zeros(count, np.int32)
     labels = np.zeros(count, np.int32)
-    for i, (label, text1, text2) in enumerate(iter_pairs(path)):
+    for i, (label, text1, text2) in enumerate(tqdm(iter_pairs(path), total=count, desc=path.name,
+                                                   unit="pair", leave=False)):
         labels[i] = label
         fill_bytes(inputs, lengths, i, text1)
         fill_bytes(inputs2, lengths2, i, text2)

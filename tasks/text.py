@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from tasks import tfrecord
 from tasks.base import DataNotFoundError, Task, TaskMeta, require
@@ -66,7 +67,7 @@ def encode_bytes(texts: Sequence[bytes], max_length: int) -> tuple[np.ndarray, n
     """Byte-level tokens: ``(e, max_length)`` int32 ids ``byte + 1`` (0 = padding), ``(e,)`` lengths."""
     inputs = np.zeros((len(texts), max_length), np.int32)
     lengths = np.zeros(len(texts), np.int32)
-    for i, text in enumerate(texts):
+    for i, text in enumerate(tqdm(texts, desc="bytes", unit="ex", leave=False)):
         fill_bytes(inputs, lengths, i, text)
     return inputs, lengths
 
