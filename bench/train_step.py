@@ -32,7 +32,6 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -42,13 +41,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from lru.cpu_allocator import tune_cpu_allocator
+from lru.optim import BASE, RECURRENT, OptimizerSettings, learning_rate
+from lru.runfiles import write_json
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-
-from lru.cpu_allocator import tune_cpu_allocator  # noqa: E402
-from lru.runfiles import write_json  # noqa: E402
-from lru.optim import RECURRENT, BASE, OptimizerSettings, learning_rate  # noqa: E402
 
 VOCAB, CLASSES = 16, 10
 
