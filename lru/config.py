@@ -44,10 +44,13 @@ class ModelConfig:
     d_model: int = 128  # H
     d_state: int = 256  # N
     n_layers: int = 4
+    # The LRU's ring (rungs from 'ring' on); other layers take theirs in layer_options.
     r_min: float = 0.0
     r_max: float = 1.0
     max_phase: float = 6.28
     bidirectional: bool = False
+    # Keyword arguments of a non-LRU layer's constructor (e.g. S5's blocks, dt_min).
+    layer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     norm: str = "batch"
     prenorm: bool = True
     glu: str = "full_glu"

@@ -11,6 +11,7 @@ checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop cleanly.
 from __future__ import annotations
 
 import functools
+import inspect
 import signal
 import time
 import traceback
@@ -30,7 +31,7 @@ from lru.batching import TrainBatches, eval_batches
 from lru.checkpoints import Checkpoints
 from lru.config import validate
 from lru.ladder import get_rung
-from lru.layers import LRU
+from lru.layers import LRU, S4, S4D, S5
 from lru.layers.lru import UNIT_DISK
 from lru.models import Classifier, DualClassifier
 from lru.optim import OptimizerSettings, make_optimizer
@@ -38,7 +39,7 @@ from lru.runfiles import MetricsLog, write_atomic, write_json
 from lru.sharding import check_divisible, data_sharding, shard_batch
 
 #: Sequence layers selectable as ``model.layer``.
-LAYERS = {"lru": LRU}
+LAYERS = {"lru": LRU, "s4": S4, "s4d": S4D, "s5": S5}
 
 
 class NonFiniteError(RuntimeError):
@@ -70,15 +71,40 @@ def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
                              f"--data-dir {data_dir}") from None
 
 
-def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
-    """The classifier ``cfg.model`` describes, with the rung ``cfg.ablation.rung``."""
+def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
+    """``mixer(rngs=...)`` building one sequence layer of ``cfg.model``.
+
+    The LRU takes its rung (``cfg.ablation.rung``), ring and scan method from ``cfg.model``;
+    every other layer takes ``cfg.model.layer_options`` as keyword arguments, checked
+    against its constructor so that a misspelt option names itself. A layer whose kernel
+    depends on a maximum length (S4's ``l_max``) gets the task's unless the options set it,
+    so that padding never changes an output.
+    """
     m = cfg.model
-    ring = (m.r_min, m.r_max, m.max_phase)
-    if not get_rung(cfg.ablation.rung).ring_init:
-        ring = (0.0, 1.0, UNIT_DISK[2])  # rungs before 'ring' initialise on the unit disk
-    mixer = functools.partial(
-        LAYERS[m.layer], m.d_model, m.d_state, r_min=ring[0], r_max=ring[1], max_phase=ring[2],
-        bidirectional=m.bidirectional, rung=cfg.ablation.rung, scan_method=m.scan_method)
+    layer = LAYERS[m.layer]
+    options = OmegaConf.to_container(m.layer_options, resolve=True)
+    allowed = sorted(set(inspect.signature(layer.__init__).parameters)
+                     - {"self", "d_model", "d_state", "bidirectional", "rngs"})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"model.layer_options: {unknown} are not options of "
+                         f"model.layer={m.layer!r}; its options are {allowed}")
+    if "l_max" in allowed and options.get("l_max") is None:
+        options["l_max"] = meta.max_length
+    if m.layer == "lru":
+        ring = (m.r_min, m.r_max, m.max_phase)
+        if not get_rung(cfg.ablation.rung).ring_init:
+            ring = (0.0, 1.0, UNIT_DISK[2])  # rungs before 'ring' initialise on the unit disk
+        options = {"r_min": ring[0], "r_max": ring[1], "max_phase": ring[2],
+                   "rung": cfg.ablation.rung, "scan_method": m.scan_method, **options}
+    return functools.partial(layer, m.d_model, m.d_state, bidirectional=m.bidirectional,
+                             **options)
+
+
+def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
+    """The classifier ``cfg.model`` describes, with the rung ``cfg.ablation.rung`` (LRU)."""
+    m = cfg.model
+    mixer = make_mixer(cfg, meta)
     inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
     cls = DualClassifier if meta.dual else Classifier
     return cls(m.d_model, m.n_layers, meta.n_classes, mixer, pooling=m.pooling, norm=m.norm,
@@ -200,7 +226,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     summary: dict[str, Any] = {
-        "task": cfg.task.name, "model": cfg.model.layer, "rung": cfg.ablation.rung,
+        "task": cfg.task.name, "model": cfg.model.layer,
+        "rung": cfg.ablation.rung if cfg.model.layer == "lru" else None,
         "seed": cfg.seed, "run_dir": str(run_dir), "status": "running"}
     started = time.time()
     try:
@@ -250,7 +277,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     eval_step = make_eval_step(eval_graphdef, dual=meta.dual)
     steps = cfg.trainer.steps
     status, tokens, window_start = "finished", 0, time.time()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"{cfg.task.name}/{cfg.ablation.rung}",
+    desc = "/".join(str(x) for x in (cfg.task.name, summary["model"], summary["rung"]) if x)
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc,
                disable=not cfg.trainer.progress, dynamic_ncols=True)
     try:
         with _StopSignal() as stop:

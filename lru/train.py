@@ -35,7 +35,8 @@ def main(cfg: DictConfig) -> float | None:
         initialize_distributed()
     summary = train(cfg)
     if summary["status"] == "finished":
-        print(f"{summary['task']} / {summary['rung']}: best val accuracy "
+        name = summary["model"] + (f" ({summary['rung']})" if summary["rung"] else "")
+        print(f"{summary['task']} / {name}: best val accuracy "
               f"{summary['best_val_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f} "
               f"(majority-class rate {summary['majority_rate']:.4f}); run files in "
               f"{summary['run_dir']}")

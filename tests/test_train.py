@@ -220,3 +220,25 @@ def test_tensorboard_mirrors_the_metrics(tmp_path, data_dir):
                 scalars[(v.tag, event.step)] = v.simple_value
     for r in read_metrics(run):
         assert scalars[(f"{r['split']}/loss", r["step"])] == pytest.approx(r["loss"], rel=1e-6)
+
+
+MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_config_trains_two_steps(model, tmp_path, data_dir):
+    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=2)
+                      + [f"model={model}", "model.d_model=8", "model.d_state=8",
+                         "model.n_layers=1", "trainer.eval_every=2"])
+    summary = train(cfg)
+    assert summary["status"] == "finished", summary.get("reason")
+    assert summary["model"] == model
+    assert (summary["rung"] is None) == (model != "lru")
+
+
+def test_misspelt_layer_option_names_itself(tmp_path, data_dir):
+    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=2)
+                      + ["model=s5", "+model.layer_options.blockz=2"])
+    summary = train(cfg)
+    assert summary["status"] == "failed"
+    assert "blockz" in summary["reason"] and "blocks" in summary["reason"]
