@@ -245,14 +245,29 @@ def test_fft_convolution_is_causal_and_linear(x64):
     want = np.stack([np.stack([np.convolve(un[b, :, h], K[h])[:TIME] for h in range(D_MODEL)],
                               axis=-1) for b in range(BATCH)]) + D * un
     np.testing.assert_allclose(np.asarray(layer(u)), want, rtol=1e-10, atol=1e-12)
-    # the reverse kernel of a bidirectional layer looks only right
+    # the reverse kernel of a bidirectional layer looks only strictly right (the reference's
+    # one-step shift): y_t = sum_j K0[j] u_{t-j} + sum_j K1[j] u_{t+1+j} + D u_t, written as
+    # direct sums
     bi = to_float64(S4(D_MODEL, D_STATE, bidirectional=True, rngs=nnx.Rngs(15)))
     K2 = np.asarray(bi.kernel(TIME))
-    want_bi = np.stack([np.stack(
-        [np.convolve(un[b, :, h], K2[0, h])[:TIME]
-         + np.convolve(un[b, ::-1, h], K2[1, h])[:TIME][::-1] for h in range(D_MODEL)],
-        axis=-1) for b in range(BATCH)]) + np.asarray(bi.D[...]) * un
+    D2 = np.asarray(bi.D[...])
+    want_bi = np.zeros_like(un)
+    for t in range(TIME):
+        for j in range(t + 1):
+            want_bi[:, t] += K2[0, :, j] * un[:, t - j]
+        for j in range(TIME - 1 - t):
+            want_bi[:, t] += K2[1, :, j] * un[:, t + 1 + j]
+    want_bi += D2 * un
     np.testing.assert_allclose(np.asarray(bi(u)), want_bi, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(bi.recurrent(u)), want_bi, rtol=1e-9, atol=1e-10)
+    # its impulse response: K0 at and after t0, K0[0] + D (no reverse term) at t0, and the
+    # shifted reverse kernel K1[t0 - 1 - t] before it
+    diff_bi = np.asarray(bi(bumped) - bi(u))[0]
+    want = np.zeros((TIME, D_MODEL))
+    want[t0:] = K2[0].T[: TIME - t0]
+    want[t0] += D2
+    want[:t0] = K2[1].T[:t0][::-1]
+    np.testing.assert_allclose(diff_bi, want, rtol=1e-10, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- 5. padding

@@ -33,11 +33,12 @@ outputs whatever it is padded to -- and otherwise the input length itself (then 
 sequence changes its kernel). The recurrent mode undoes the fold,
 ``C = C~ (I - A_bar^L)^{-1}``, with the same ``L``.
 
-*Bidirectional.* A second ``C~`` (sharing ``Lambda``, ``P``, ``B``, ``dt``) gives a second
-kernel ``K_b``, applied right to left and added: ``y_t = sum_{s<=t} K[t-s] u_s +
-sum_{s>=t} K_b[s-t] u_s + D u_t``. (The reference shifts its reverse kernel by one step so
-that it excludes ``u_t``; here both directions see ``u_t``, as in the LRU's bidirectional
-layer.)
+*Bidirectional* (as the reference's ``FFTConv`` does it). A second ``C~`` (sharing
+``Lambda``, ``P``, ``B``, ``dt``) gives a second kernel ``K_b``, applied right to left,
+shifted by one step so that it excludes ``u_t``, and added: ``y_t = sum_{j>=0} K[j] u_{t-j}
++ sum_{j>=0} K_b[j] u_{t+1+j} + D u_t``. (The reference builds the length-``2L`` kernel
+``[K, 0] + [0, flip(K_b)]``, whose circular convolution is exactly this; so does
+:class:`lru.layers.s4d.S4D`.)
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ class S4(nnx.Module):
         return jnp.fft.irfft(k_hat, n=L, axis=-1)[..., :length]
 
     def __call__(self, u: Array, mask: Array | None = None) -> Array:
-        """Apply the layer (FFT convolution, zero-padded to ``2L``: causal).
+        """Apply the layer (FFT convolution of length ``2L``: linear, not circular).
 
         Args:
           u: ``(b, t, d)`` float inputs.
@@ -200,21 +201,18 @@ class S4(nnx.Module):
             the module docstring), so give ``l_max`` for outputs independent of padding.
 
         Returns:
-          ``y``: ``(b, t, d)``, ``K * u (+ reverse K_b * u) + D u``.
+          ``y``: ``(b, t, d)``, ``K * u (+ the shifted reverse K_b * u) + D u``.
         """
         length = u.shape[1]
         K = self.kernel(length)  # (k, d, t)
         x = u if mask is None else jnp.where(mask[..., None], u, 0)
         n_fft = 2 * length
-
-        def conv(kern, v):  # causal: (d, t), (b, t, d) -> (b, t, d)
-            kf = jnp.fft.rfft(kern, n=n_fft, axis=-1).T  # (f, d)
-            vf = jnp.fft.rfft(v, n=n_fft, axis=1)  # (b, f, d)
-            return jnp.fft.irfft(vf * kf, n=n_fft, axis=1)[:, :length]
-
-        y = conv(K[0], x)
-        if self.bidirectional:
-            y = y + jnp.flip(conv(K[1], jnp.flip(x, axis=1)), axis=1)
+        full = jnp.pad(K[0], ((0, 0), (0, length)))  # (d, 2t): causal part, lags 0 .. t-1
+        if self.bidirectional:  # reverse part: lag -(j + 1) at index 2t - 1 - j
+            full = full + jnp.pad(jnp.flip(K[1], axis=-1), ((0, 0), (length, 0)))
+        kf = jnp.fft.rfft(full, n=n_fft, axis=-1).T  # (f, d)
+        vf = jnp.fft.rfft(x, n=n_fft, axis=1)  # (b, f, d)
+        y = jnp.fft.irfft(vf * kf, n=n_fft, axis=1)[:, :length]
         return y.astype(u.dtype) + self.D[...] * u
 
     # ------------------------------------------------------------------ recurrent mode
@@ -281,7 +279,9 @@ class S4(nnx.Module):
         """The layer run step by step (``lax.scan``) with the dense discretised matrices.
 
         Same arguments and result as :meth:`__call__`; slow (``O(t d n^2)``), for checks and
-        generation. Bidirectional layers also scan right to left with the second ``C``.
+        generation. Bidirectional layers also scan right to left with the second ``C``:
+        ``z_t = A_bar z_{t+1} + B_bar u_{t+1}`` from ``z_{t_max} = 0`` (there is no input
+        after the last step), ``y_t += Re(C_b z_t)``, so the reverse path excludes ``u_t``.
         """
         length = u.shape[1]
         A_bar, B_bar, C = self.discrete(length)
@@ -297,5 +297,6 @@ class S4(nnx.Module):
 
         y = run(C[0], xs)
         if self.bidirectional:
-            y = y + jnp.flip(run(C[1], jnp.flip(xs, axis=0)), axis=0)
+            shifted = jnp.concatenate([xs[1:], jnp.zeros_like(xs[:1])], axis=0)  # u_{t+1}
+            y = y + jnp.flip(run(C[1], jnp.flip(shifted, axis=0)), axis=0)
         return jnp.swapaxes(y, 0, 1) + self.D[...] * u
