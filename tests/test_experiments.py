@@ -65,7 +65,8 @@ COMMON = {"model.n_layers": 6, "model.norm": "batch", "model.prenorm": True,
 TINY_MODEL = ["model.d_model=8", "model.d_state=8", "model.n_layers=1"]
 #: What the tiny run may change; everything else stays as the experiment composes it.
 TINY_KEYS = {"model.d_model", "model.d_state", "model.n_layers", "trainer", "run_dir",
-             "task.data_dir", "task.cache_dir", "task.options.max_length", "task.generate"}
+             "task.data_dir", "task.cache_dir", "task.options.max_length", "task.generate",
+             "model.layer_options.blocks"}
 
 
 def compose_experiment(name: str, overrides: list[str] = ()):
@@ -225,6 +226,8 @@ def test_experiment_trains_two_steps(name, tmp_path):
     cfg = compose_experiment(name, [
         f"run_dir={run}", f"task.data_dir={data}", f"task.cache_dir={tmp_path / 'cache'}",
         *TINY_MODEL, *extra,
+        # S5's block counts need a state size they divide; the tiny state has one block
+        *(["model.layer_options.blocks=1"] if full.model.layer == "s5" else []),
         "trainer.steps=2", "trainer.eval_every=2", "trainer.log_every=1",
         "trainer.batch_size=4", "trainer.eval_batch_size=8", "trainer.progress=false",
         "trainer.checkpoint=false", "seed=0"])
