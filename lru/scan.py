@@ -287,6 +287,26 @@ def linear_recurrence(
     return _recurrence(a, b, h0, reverse, method).astype(out_dtype)
 
 
+def bidirectional_recurrence(
+    a: Array, b: Array, *, bidirectional: bool, method: Method = "auto"
+) -> Array:
+    """The forward states of :func:`linear_recurrence`, or ``[forward, backward]``.
+
+    Args:
+      a: decay, as for :func:`linear_recurrence`.
+      b: inputs ``(b, t, n)``.
+      bidirectional: also run right to left, with the same ``a`` and ``b``.
+      method: as for :func:`linear_recurrence`.
+
+    Returns:
+      ``(b, t, n)``, or ``(b, t, 2n)`` (forward states, then backward) when bidirectional.
+    """
+    x = linear_recurrence(a, b, method=method)
+    if not bidirectional:
+        return x
+    return jnp.concatenate([x, linear_recurrence(a, b, reverse=True, method=method)], axis=-1)
+
+
 def dense_recurrence(
     A: Array,
     b: Array,

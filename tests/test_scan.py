@@ -646,3 +646,16 @@ def test_dense_bad_h0_raises_value_error(bad_h0_shape):
     b = jnp.ones((BATCH, TIME, N))
     with pytest.raises(ValueError, match="h0"):
         dense_recurrence(A, b, h0=jnp.ones(bad_h0_shape))
+
+
+def test_bidirectional_recurrence_concatenates_both_directions():
+    from lru.scan import bidirectional_recurrence
+
+    key_a, key_b = jax.random.split(jax.random.key(7))
+    a = 0.9 * jnp.exp(1j * jax.random.uniform(key_a, (N,))).astype(jnp.complex64)
+    b = jax.random.normal(key_b, (BATCH, TIME, N)).astype(jnp.complex64)
+    fwd, bwd = loop_recurrence(a, b, None, False), loop_recurrence(a, b, None, True)
+    one = bidirectional_recurrence(a, b, bidirectional=False)
+    both = bidirectional_recurrence(a, b, bidirectional=True)
+    np.testing.assert_allclose(one, fwd, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(both, jnp.concatenate([fwd, bwd], -1), rtol=1e-5, atol=1e-5)

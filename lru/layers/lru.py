@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from lru.ladder import get_rung
-from lru.scan import dense_recurrence, linear_recurrence
+from lru.scan import bidirectional_recurrence, dense_recurrence
 
 Array = jax.Array
 
@@ -199,14 +199,13 @@ class LRU(nnx.Module):
             bu = jax.lax.complex(u @ b_re.T, u @ b_im.T)
         if mask is not None:
             bu = jnp.where(mask[..., None], bu, 0)
+        if spec.transition == "diagonal":
+            return bidirectional_recurrence(self.eigenvalues(), bu,
+                                            bidirectional=self.bidirectional,
+                                            method=self.scan_method)
         directions = (False, True) if self.bidirectional else (False,)
-        if spec.transition == "dense":
-            xs = [dense_recurrence(self.A[...], bu, activation=spec.activation, reverse=r)
-                  for r in directions]
-        else:
-            lam = self.eigenvalues()
-            xs = [linear_recurrence(lam, bu, reverse=r, method=self.scan_method)
-                  for r in directions]
+        xs = [dense_recurrence(self.A[...], bu, activation=spec.activation, reverse=r)
+              for r in directions]
         return xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
 
     def __call__(self, u: Array, mask: Array | None = None) -> Array:

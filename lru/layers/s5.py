@@ -34,7 +34,7 @@ from flax import nnx
 from scipy.linalg import block_diag
 
 from lru.layers.hippo import legs_normal
-from lru.scan import METHODS, linear_recurrence
+from lru.scan import METHODS, bidirectional_recurrence
 
 Array = jax.Array
 
@@ -248,10 +248,8 @@ class S5(nnx.Module):
         bu = self._input(B_bar, u)
         if mask is not None:
             bu = jnp.where(mask[..., None], bu, 0)
-        directions = (False, True) if self.bidirectional else (False,)
-        xs = [linear_recurrence(lam_bar, bu, reverse=r, method=self.scan_method)
-              for r in directions]
-        return xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
+        return bidirectional_recurrence(lam_bar, bu, bidirectional=self.bidirectional,
+                                        method=self.scan_method)
 
     def __call__(self, u: Array, mask: Array | None = None) -> Array:
         """Apply the layer.
