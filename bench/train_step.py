@@ -1,9 +1,10 @@
-"""Benchmark one training step of the LRU classifier: ours against the common per-example form.
+"""Benchmark one training step of the LRU classifier: ours against the common per-example form,
+and against the S4D and S5 classifiers run through the same harness path.
 
 One step = forward, backward and the AdamW update (with the LRU paper's parameter groups), on
 token inputs (vocabulary 16, 10 classes, every sequence full length) with the default model
 config (``conf/model/lru.yaml``: pre-norm BatchNorm, full GLU, mean pooling), at batch 32 x
-time 1024 x H 128 x N 128 x 4 layers by default. Two forms, measured in one run:
+time 1024 x H 128 x N 128 x 4 layers by default. Up to four forms, measured in one run:
 
 * **ours**: :func:`lru.loop.make_train_step` -- the jitted functional step the trainer runs,
   with the state donated, on the model :func:`lru.loop.build_model` builds (batched layers,
@@ -13,16 +14,23 @@ time 1024 x H 128 x N 128 x 4 layers by default. Two forms, measured in one run:
   runs ``jax.lax.associative_scan`` with the affine binary operator over the
   ``(Lambda, B u)`` pairs and forms ``Re(C h_t) + D u_t`` with ``vmap`` again, then
   ``jax.vmap`` over the batch (BatchNorm reads batch statistics through the vmapped axis);
-  the same optax AdamW groups, the whole step under ``jax.jit``. It lives here, as a baseline.
+  the same optax AdamW groups, the whole step under ``jax.jit``. It lives here, as a baseline;
+* **S4D** and **S5** (``baselines`` in the JSON): the config composed with ``model=s4d`` /
+  ``model=s5`` (``conf/model/s4d.yaml``, ``conf/model/s5.yaml``: their layer options as conf/
+  has them) with d_model, d_state and n_layers overridden to the benchmark's shape, built and
+  stepped exactly as ours is (``build_model``, ``make_optimizer``, ``make_train_step``), so
+  the only difference from ours is the sequence layer (``lru/layers/s4d.py``, ``s5.py``).
+  ``--models`` picks which run (``lru``, the reference, always does).
 
 The per-example model starts from the same parameters as ours, so the first step's loss and
 gradient norm of both are reported side by side as a check that they compute one function.
-Reported: median seconds per step (after compilation and warm-up; the two forms' timed steps
-alternate), the ratio of the medians, tokens/s.
+Reported: median seconds per step (after compilation and warm-up; the forms' timed steps
+alternate, one of each per round), the ratio of each form's median to ours, tokens/s.
 Prints a table and writes JSON (atomically) to ``--out``::
 
     python bench/train_step.py [--batch 32 --time 1024 --d-model 128 --d-state 128
-                                --layers 4 --repeats 5 --out results/bench/train_step.json]
+                                --layers 4 --repeats 5 --models lru,s4d,s5
+                                --out results/bench/train_step.json]
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from omegaconf import OmegaConf
 
 from lru.cpu_allocator import tune_cpu_allocator
 from lru.optim import BASE, RECURRENT, OptimizerSettings, learning_rate
@@ -48,6 +57,10 @@ from lru.runfiles import write_json
 REPO = Path(__file__).resolve().parents[1]
 
 VOCAB, CLASSES = 16, 10
+
+#: Forms ``--models`` selects: the LRU (ours and per-example) and the baseline layers, each
+#: composed as ``model=<name>`` (conf/model/<name>.yaml).
+MODELS = ("lru", "s4d", "s5")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,7 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--d-state", type=int, default=128, help="LRU state size N")
     p.add_argument("--layers", type=int, default=4, help="residual blocks")
     p.add_argument("--norm", choices=("batch", "layer"), default=None,
-                   help="normalisation (default: conf/model/lru.yaml's)")
+                   help="normalisation (default: each conf/model/*.yaml's)")
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="comma-separated forms to time, from " + ",".join(MODELS) + "; 'lru' "
+                   "(ours and the per-example form, the reference of every ratio) always runs")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per form")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
     p.add_argument("--seed", type=int, default=0, help="seed of parameters and batch")
@@ -71,20 +87,28 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="leave glibc's malloc as it is (see lru/cpu_allocator.py)")
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "train_step.json",
                    help="where to write the JSON results")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        p.error(f"--models: unknown {unknown}; choose from {','.join(MODELS)}")
+    args.models = [m for m in MODELS if m == "lru" or m in models]
+    return args
 
 
 # --------------------------------------------------------------------------- ours
 
 
-def compose_config(args):
-    """The app's config with the benchmark's sizes (model and optimizer as conf/ has them)."""
+def compose_config(args, model: str = "lru"):
+    """The app's config with ``model=<model>`` and the benchmark's sizes (model and optimizer
+    as conf/ has them)."""
     from hydra import compose, initialize_config_dir
 
     from lru.config import register
 
     register()
-    overrides = ["run_dir=unused", f"seed={args.seed}", f"model.d_model={args.d_model}",
+    overrides = [f"model={model}"] if model != "lru" else []
+    overrides += ["run_dir=unused", f"seed={args.seed}", f"model.d_model={args.d_model}",
                  f"model.d_state={args.d_state}", f"model.n_layers={args.layers}",
                  f"trainer.batch_size={args.batch}"]
     if args.norm:
@@ -94,7 +118,8 @@ def compose_config(args):
 
 
 def build_ours(cfg, time_len: int):
-    """(step, state, model): the trainer's jitted step, its initial state, the model."""
+    """(step, state, model): the trainer's jitted step, its initial state, the model (of
+    whichever layer ``cfg.model.layer`` names: the baselines are built the same way)."""
     import tasks
     from lru.loop import build_model, make_train_step, optimizer_settings
     from lru.optim import make_optimizer
@@ -213,9 +238,24 @@ def per_example_optimizer(params, s: OptimizerSettings):
 # --------------------------------------------------------------------------- timing
 
 
+def make_runner(step, state, batch):
+    """``run() -> {"loss", "grad_norm"}``: one blocking step of a make_train_step form, the
+    (donated) state carried along."""
+    holder, step_no = [state], [0]
+
+    def run():
+        new_state, m = step(holder[0], batch, step_no[0])
+        jax.block_until_ready((new_state, m))
+        holder[0] = new_state
+        step_no[0] += 1
+        return {"loss": m["loss"], "grad_norm": m["grad_norm"]}
+
+    return run
+
+
 def time_forms(forms: dict, repeats: int, warmup: int) -> dict:
     """Compile (first call) and warm up each form, then time them in turns, ``repeats`` rounds,
-    so that a change in the machine's load hits both alike. Each ``forms[name]()`` blocks."""
+    so that a change in the machine's load hits all alike. Each ``forms[name]()`` blocks."""
     results = {}
     for name, run_step in forms.items():
         t0 = time.perf_counter()
@@ -257,14 +297,7 @@ def main(argv=None) -> dict:
     pe_state = [pe_params, pe_stats, pe_tx.init(pe_params)]
     del model
 
-    ours_state, step_no = [state], [0]
-
-    def run_ours():
-        new_state, m = step(ours_state[0], batch, step_no[0])
-        jax.block_until_ready((new_state, m))
-        ours_state[0] = new_state
-        step_no[0] += 1
-        return {"loss": m["loss"], "grad_norm": m["grad_norm"]}
+    run_ours = make_runner(step, state, batch)
 
     def run_per_example():
         p, s, o, m = pe_step(*pe_state, tokens, labels)
@@ -272,13 +305,35 @@ def main(argv=None) -> dict:
         pe_state[:] = [p, s, o]
         return m
 
-    timed = time_forms({"ours": run_ours, "per_example": run_per_example}, args.repeats,
-                       args.warmup)
+    forms = {"ours": run_ours, "per_example": run_per_example}
+    baseline_info = {}
+    for name in args.models:
+        if name == "lru":
+            continue
+        b_cfg = compose_config(args, name)
+        b_step, b_state, b_model = build_ours(b_cfg, args.time)
+        del b_model
+        forms[name] = make_runner(b_step, b_state, batch)
+        baseline_info[name] = {
+            "form": f"lru.loop.make_train_step with model={name} (conf/model/{name}.yaml)",
+            "layer": b_cfg.model.layer,
+            "model": {k: b_cfg.model[k] for k in ("norm", "prenorm", "glu", "pooling")},
+            "layer_options": OmegaConf.to_container(b_cfg.model.layer_options, resolve=True),
+            "params": int(sum(x.size for x in jax.tree.leaves(b_state[0])))}
+
+    timed = time_forms(forms, args.repeats, args.warmup)
     ours, per_example = timed["ours"], timed["per_example"]
     tokens_per_step = args.batch * args.time
-    for r in (ours, per_example):
+    for r in timed.values():
         r["tokens_per_s"] = tokens_per_step / r["step_s"]
     ratio = per_example["step_s"] / ours["step_s"]
+    baselines = {}
+    for name, info in baseline_info.items():
+        r = timed[name]
+        rounds = [b / o for b, o in zip(r["samples_s"], ours["samples_s"])]
+        baselines[name] = {**info, **r, "ratio_over_ours": r["step_s"] / ours["step_s"],
+                           "ratio_per_round": rounds,
+                           "ratio_median_of_rounds": statistics.median(rounds)}
     paired = [p / o for p, o in zip(per_example["samples_s"], ours["samples_s"])]
     check = {k: abs(ours["first_step"][k] - per_example["first_step"][k])
              / max(abs(ours["first_step"][k]), 1e-12) for k in ("loss", "grad_norm")}
@@ -308,6 +363,10 @@ def main(argv=None) -> dict:
         "ratio_per_round": paired,  # per-example / ours, each round's adjacent steps
         "ratio_median_of_rounds": statistics.median(paired),
         "first_step_rel_diff": check,
+        # Other sequence layers through the same path as ours; ratio_over_ours = their s/step
+        # over ours (> 1: slower than the LRU).
+        "models": args.models,
+        "baselines": baselines,
     }
     write_json(args.out, data)
 
@@ -318,12 +377,17 @@ def main(argv=None) -> dict:
           f"{allocator_tuned}")
     header = (f"{'form':<34} {'s/step':>8} {'min s':>8} {'tokens/s':>10} {'compile s':>10} "
               f"{'loss@0':>8}")
+    header = header + f" {'/ ours':>7}"
+    rows = [("ours (make_train_step, auto scan)", ours),
+            ("per-example + vmap (assoc. scan)", per_example)]
+    rows += [(f"{name.upper()} (make_train_step, {b['params']:,} p)", b)
+             for name, b in baselines.items()]
     print(header)
     print("-" * len(header))
-    for name, r in (("ours (make_train_step, auto scan)", ours),
-                    ("per-example + vmap (assoc. scan)", per_example)):
+    for name, r in rows:
         print(f"{name:<34} {r['step_s']:>8.3f} {r['step_min_s']:>8.3f} {r['tokens_per_s']:>10,.0f} "
-              f"{r['compile_and_first_step_s']:>10.1f} {r['first_step']['loss']:>8.4f}")
+              f"{r['compile_and_first_step_s']:>10.1f} {r['first_step']['loss']:>8.4f} "
+              f"{r['step_s'] / ours['step_s']:>6.2f}x")
     print(f"per-example / ours: {ratio:.2f}x (median of rounds {statistics.median(paired):.2f}x, "
           f"range {min(paired):.2f}-{max(paired):.2f}); first step's loss and gradient norm agree to "
           f"{max(check.values()):.1e} (relative); wrote {os.path.relpath(args.out, Path.cwd())}")
