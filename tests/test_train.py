@@ -242,3 +242,13 @@ def test_misspelt_layer_option_names_itself(tmp_path, data_dir):
     summary = train(cfg)
     assert summary["status"] == "failed"
     assert "blockz" in summary["reason"] and "blocks" in summary["reason"]
+
+
+@pytest.mark.parametrize("model", ["s5", "s4d", "s4"])
+def test_baselines_learn_in_a_short_run(model, tmp_path, data_dir):
+    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=200)
+                      + [f"model={model}", "model.d_model=16", "model.d_state=16",
+                         "model.n_layers=2", "trainer.eval_every=100", "trainer.checkpoint=false"])
+    summary = train(cfg)
+    assert summary["status"] == "finished", summary.get("reason")
+    assert summary["test_accuracy"] > summary["majority_rate"] + 0.1, summary
