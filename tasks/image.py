@@ -195,18 +195,8 @@ def read_tfds(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """RGB pixels and labels of ``split`` from the TFDS ``cifar10`` shards, in shard order."""
     version_dir = _tfds_dir(data_dir)
     tfds_split = _tfds_split(split)
-    shards = tfrecord.tfds_split_files(version_dir, "cifar10", tfds_split, source=CIFAR_SOURCE)
-    images, labels = [], []
-    for i, ex in enumerate(tfrecord.read_examples(shards)):
-        if len(ex.get("image", ())) != 1 or len(ex.get("label", ())) != 1:
-            raise ValueError(f"{version_dir}: {tfds_split} example {i} lacks a single 'image' "
-                             f"and 'label' feature (has {sorted(ex)})")
-        images.append(ex["image"][0])
-        labels.append(int(ex["label"][0]))
-    expected = tfrecord.tfds_split_length(version_dir, tfds_split)
-    if expected is not None and expected != len(labels):
-        raise ValueError(f"{version_dir}: dataset_info.json lists {expected} {tfds_split} "
-                         f"examples, the shards hold {len(labels)}")
+    images, labels = tfrecord.read_tfds_split(version_dir, "cifar10", tfds_split, "image",
+                                              source=CIFAR_SOURCE)
     keep = split_slice(split, len(labels))
     pixels = np.zeros((len(images[keep]), LENGTH, 3), np.uint8)
     for j, png in enumerate(tqdm(images[keep], desc=f"cifar10 {split}", unit="img", leave=False)):

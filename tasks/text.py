@@ -134,20 +134,8 @@ def read_aclimdb(data_dir: Path, imdb_split: str) -> tuple[list[bytes], list[int
 
 def read_tfds(data_dir: Path, imdb_split: str) -> tuple[list[bytes], list[int]]:
     """Reviews and labels of the TFDS ``imdb_reviews/plain_text`` split, in shard order."""
-    version_dir = _tfds_dir(data_dir)
-    shards = tfrecord.tfds_split_files(version_dir, "imdb_reviews", imdb_split, source=IMDB_SOURCE)
-    texts, labels = [], []
-    for i, ex in enumerate(tfrecord.read_examples(shards)):
-        if len(ex.get("text", ())) != 1 or len(ex.get("label", ())) != 1:
-            raise ValueError(f"{version_dir}: {imdb_split} example {i} lacks a single 'text' "
-                             f"and 'label' feature (has {sorted(ex)})")
-        texts.append(ex["text"][0])
-        labels.append(int(ex["label"][0]))
-    expected = tfrecord.tfds_split_length(version_dir, imdb_split)
-    if expected is not None and expected != len(texts):
-        raise ValueError(f"{version_dir}: dataset_info.json lists {expected} {imdb_split} "
-                         f"examples, the shards hold {len(texts)}")
-    return texts, labels
+    return tfrecord.read_tfds_split(_tfds_dir(data_dir), "imdb_reviews", imdb_split, "text",
+                                    source=IMDB_SOURCE)
 
 
 def _build(data_dir: Path, split: str, options: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -261,3 +261,25 @@ def tfds_split_length(version_dir: Path, split: str) -> int | None:
         if s.get("name") == split and "shardLengths" in s:
             return sum(int(n) for n in s["shardLengths"])
     return None
+
+
+def read_tfds_split(version_dir: Path, name: str, split: str, feature: str, *,
+                    source: str) -> tuple[list, list[int]]:
+    """``feature`` and ``label`` of every example of a TFDS split, in shard order.
+
+    Each example must hold exactly one of each; the count must match ``dataset_info.json``
+    when it records one. Raises ValueError naming the folder otherwise.
+    """
+    shards = tfds_split_files(version_dir, name, split, source=source)
+    values, labels = [], []
+    for i, ex in enumerate(read_examples(shards)):
+        if len(ex.get(feature, ())) != 1 or len(ex.get("label", ())) != 1:
+            raise ValueError(f"{version_dir}: {split} example {i} lacks a single {feature!r} "
+                             f"and 'label' feature (has {sorted(ex)})")
+        values.append(ex[feature][0])
+        labels.append(int(ex["label"][0]))
+    expected = tfds_split_length(version_dir, split)
+    if expected is not None and expected != len(labels):
+        raise ValueError(f"{version_dir}: dataset_info.json lists {expected} {split} "
+                         f"examples, the shards hold {len(labels)}")
+    return values, labels
