@@ -28,11 +28,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lru.pallas_scan import pallas_recurrence
+
 Array = jax.Array
-Method = Literal["auto", "sequential", "associative", "chunked", "inplace"]
+Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pallas"]
 
 #: The concrete methods, in the order benchmarks report them.
-METHODS: tuple[str, ...] = ("sequential", "associative", "chunked", "inplace")
+METHODS: tuple[str, ...] = ("sequential", "associative", "chunked", "inplace", "pallas")
 
 #: Chunk length used by ``method="chunked"`` when none is given.
 DEFAULT_CHUNK = 32
@@ -148,6 +150,7 @@ _KERNELS: dict[str, Callable[..., Array]] = {
     "associative": _associative,
     "chunked": _chunked,
     "inplace": _inplace,
+    "pallas": pallas_recurrence,
 }
 
 
