@@ -36,31 +36,43 @@ register()
 EXPERIMENTS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()
                      for p in EXPERIMENT_DIR.rglob("*.yaml"))
 
-#: Spot checks of the paper's numbers (see the experiment files for their sources).
-PAPER = {
-    "lru/listops": {"model.n_layers": 6, "model.d_model": 128, "model.d_state": 256,
-                    "model.r_min": 0.0, "model.r_max": 0.9, "model.dropout": 0.0,
-                    "optimizer.recurrent_lr_factor": 0.5, "trainer.batch_size": 32,
-                    "task.name": "listops"},
-    "lru/text": {"model.d_model": 256, "model.d_state": 192, "model.dropout": 0.1,
-                 "optimizer.recurrent_lr_factor": 0.1, "trainer.steps": 50000,
-                 "task.name": "text", "task.options.max_length": 4096},
-    "lru/retrieval": {"model.d_model": 128, "model.d_state": 256, "model.r_min": 0.5,
-                      "trainer.steps": 100000, "trainer.batch_size": 64,
-                      "task.name": "retrieval"},
-    "lru/image": {"model.d_model": 512, "model.d_state": 384, "model.r_min": 0.9,
-                  "model.r_max": 0.999, "optimizer.recurrent_lr_factor": 0.25,
-                  "trainer.steps": 180000, "trainer.batch_size": 50, "task.name": "image",
-                  "task.options.color": True},
-    "lru/pathfinder": {"model.d_model": 192, "model.d_state": 256, "trainer.steps": 500000,
-                       "trainer.batch_size": 64, "task.name": "pathfinder"},
-    "lru/pathx": {"model.d_model": 128, "model.d_state": 256, "model.r_min": 0.999,
-                  "model.r_max": 0.9999, "model.max_phase": math.pi / 10,
-                  "trainer.steps": 250000, "task.name": "pathx"},
-}
+#: The LRU paper's tables as results/reference/ holds them (read from the paper's text; see
+#: results/reference/SOURCES.md), mapped onto config keys: Table 9 per task and the ring of
+#: Table 8's LRU row. The experiment files are checked against these, not against numbers
+#: copied into this test.
+TABLE9_KEYS = {"depth": "model.n_layers", "model_dim_H": "model.d_model",
+               "state_dim_N": "model.d_state", "iterations": "trainer.steps",
+               "batch_size": "trainer.batch_size", "lr_factor": "optimizer.recurrent_lr_factor",
+               "weight_decay": "optimizer.weight_decay", "dropout": "model.dropout"}
+TABLE8_KEYS = {"r_min": "model.r_min", "r_max": "model.r_max", "max_phase": "model.max_phase"}
+
+
+def lru_paper_settings() -> dict[str, dict[str, object]]:
+    """``{"lru/<task>": {config key: the paper's value}}`` from Tables 8 and 9, plus the
+    task name and App. D.1's bidirectional choice (PathFinder and PathX only)."""
+    from ablations.reference import load
+
+    out: dict[str, dict[str, object]] = {}
+    for row in load("lru_hparams").itertuples():
+        out.setdefault(f"lru/{row.task}", {})[TABLE9_KEYS[row.metric]] = row.value
+    ring = load("lru_ring")
+    for row in ring[ring["model"] == "lru"].itertuples():
+        out[f"lru/{row.task}"][TABLE8_KEYS[row.metric]] = row.value
+    for name, settings in out.items():
+        task = name.split("/")[1]
+        settings.update({"task.name": task,
+                         "model.bidirectional": task in ("pathfinder", "pathx"),
+                         # App. D.1: GLU mixing, without its extra linear map on PathX
+                         "model.glu": "half_glu1" if task == "pathx" else "full_glu"})
+    out["lru/image"]["task.options.color"] = True  # App. D.4: coloured sCIFAR
+    return out
+
+
+PAPER = lru_paper_settings()
 #: The LRU paper's common settings, on every full-size experiment.
 COMMON = {"model.n_layers": 6, "model.norm": "batch", "model.prenorm": True,
-          "optimizer.weight_decay": 0.05}
+          "optimizer.weight_decay": 0.05, "schedule.name": "cosine",
+          "schedule.warmup_fraction": 0.1}
 
 TINY_MODEL = ["model.d_model=8", "model.d_state=8", "model.n_layers=1"]
 #: What the tiny run may change; everything else stays as the experiment composes it.
