@@ -1,0 +1,205 @@
+"""The ablation ladder as Hydra multiruns: every rung and the baselines, over seeds.
+
+One ladder is up to three ``python -m lru.train -m ...`` multiruns, each into its own
+subfolder of one sweep folder (each keeps its own ``multirun.yaml``):
+
+* ``rungs_unit_disk/``: the rungs without ring init (``rnn_relu`` ... ``stable_exp``), which
+  start on the unit disk and take no ring;
+* ``rungs_ring/``: the rungs with ring init (``ring``, ``lru``) with the task's ring
+  ``model.r_min``, ``model.r_max``, ``model.max_phase``;
+* ``baselines/``: ``model=s4d,s5`` (the rungs do not apply to them).
+
+The ring of a task follows the LRU paper's settings in ``conf/experiment/lru/<task>.yaml``,
+where ``<task>`` is the task's name (``task.name``). The CPU-sized tasks share their full
+task's name and so its ring: ``listops_mini`` uses ListOps' ``[0, 0.9]`` with phases up to
+``2 pi`` (its sequences, at most 256 steps, are shorter than ListOps' 2000, and a ring that
+forgets within about ten steps suits them as well), ``pathfinder_mini`` uses Pathfinder's
+``[0.9, 0.999]``, ``2 pi`` (the same 1024 steps). An ``--experiment`` that sets a ring itself
+keeps it; ring overrides given after ``--`` beat both and go to the ring rungs only.
+
+Each job runs :func:`lru.loop.train`, which never raises: a failed job writes
+``"status": "failed"`` into its ``summary.json`` and the launcher goes on with the next
+(Hydra's basic launcher runs the jobs one after another in one process; joblib runs them in
+separate processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from omegaconf import OmegaConf
+
+import lru
+from lru.ladder import RUNG_NAMES, get_rung
+
+CONF = Path(lru.__file__).resolve().parent.parent / "conf"
+RING_KEYS = ("model.r_min", "model.r_max", "model.max_phase")
+LAUNCHERS = ("basic", "joblib")
+DEFAULT_BASELINES = ("s4d", "s5")
+
+#: Overrides the ladder sets itself -> the option that sets them.
+RESERVED = {
+    "seed": "--seeds",
+    "ablation": "--rungs", "ablation.rung": "--rungs",
+    "model": "--baselines", "model.layer": "--baselines",
+    "task": "--task", "experiment": "--experiment",
+    "hydra.sweep.dir": "--out", "hydra/launcher": "--launcher",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Multirun:
+    """One ``python -m lru.train -m`` call: a subfolder name and its overrides."""
+
+    name: str
+    overrides: tuple[str, ...]
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "lru.train", "-m", *self.overrides]
+
+
+def override_key(override: str) -> str:
+    """The key an override sets: ``+model.r_min=0.5`` -> ``model.r_min``."""
+    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def compose_base(task: str | None, experiment: str | None):
+    """The composed config of ``task=TASK +experiment=EXPERIMENT``, with Hydra's part.
+
+    Raises Hydra's error (naming the missing file and the options) for a wrong name.
+    """
+    from hydra import compose, initialize_config_dir
+
+    from lru.config import register
+
+    register()
+    overrides = ([f"task={task}"] if task else []) + ([f"+experiment={experiment}"] if experiment else [])
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def task_ring(task_name: str, experiment: str | None = None) -> dict[str, object]:
+    """The ring rungs' ``model.r_min``, ``model.r_max``, ``model.max_phase`` for a task.
+
+    Each key comes from the experiment file when it sets it, else from the LRU paper's
+    settings for the task, ``conf/experiment/lru/<task_name>.yaml``.
+
+    Raises:
+      ValueError: neither sets a key; the message says how to give the ring.
+    """
+    paper = CONF / "experiment" / "lru" / f"{task_name}.yaml"
+    sources = ([CONF / "experiment" / f"{experiment}.yaml"] if experiment else []) + [paper]
+    configs = [OmegaConf.load(p) for p in sources if p.is_file()]
+    ring = {}
+    for key in RING_KEYS:
+        values = [v for c in configs if (v := OmegaConf.select(c, key)) is not None]
+        if not values:
+            raise ValueError(
+                f"no ring for task {task_name!r}: {paper} does not exist"
+                + (f" and --experiment {experiment} sets no {key}" if experiment else "")
+                + "; give it after --, e.g. -- model.r_min=0.9 model.r_max=0.999 "
+                  "model.max_phase=6.283185307179586")
+        ring[key] = values[0]
+    return ring
+
+
+def default_out(task_config: str) -> Path:
+    """``results/multirun/ladder/<task config>/<date>_<time>``."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return Path("results") / "multirun" / "ladder" / task_config / stamp
+
+
+def plan_ladder(*, task: str | None, experiment: str | None, seeds: int,
+                rungs: Sequence[str] = RUNG_NAMES, baselines: Sequence[str] = DEFAULT_BASELINES,
+                launcher: str = "basic", out: str | Path | None = None,
+                overrides: Sequence[str] = ()) -> tuple[Path, list[Multirun]]:
+    """The multiruns of one ladder, and the sweep folder they write into.
+
+    Args:
+      task: a task config (``conf/task/<task>.yaml``, e.g. ``listops_mini``), or None to take
+        the experiment's.
+      experiment: an experiment config (``conf/experiment/<experiment>.yaml``, e.g.
+        ``mini/listops``) to start from, or None.
+      seeds: seeds ``0 .. seeds-1``, each a job per rung and baseline.
+      rungs: rung names (:data:`lru.ladder.RUNG_NAMES`), run in ladder order.
+      baselines: other models (``conf/model/<name>.yaml``), e.g. ``("s4d", "s5")``.
+      launcher: ``"basic"`` (one job after another) or ``"joblib"`` (parallel processes).
+      out: the sweep folder; default :func:`default_out`.
+      overrides: further Hydra overrides for every job; ring keys among them go to the ring
+        rungs only and replace the task's ring.
+
+    Raises:
+      ValueError: a bad name, number or override; the message names the fix.
+    """
+    if task is None and experiment is None:
+        raise ValueError("give --task (a conf/task file, e.g. listops_mini) or --experiment "
+                         "(a conf/experiment file, e.g. mini/listops)")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1; got {seeds}")
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"--launcher {launcher!r} is not one of {LAUNCHERS}")
+    for rung in rungs:
+        get_rung(rung)
+    models = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem not in ("lru", "schema"))
+    for model in baselines:
+        if model not in models:
+            raise ValueError(f"baseline {model!r} has no conf/model/{model}.yaml; choose from {models}")
+    ring_overrides, rest = [], []
+    for override in overrides:
+        key = override_key(override)
+        if key in RESERVED:
+            raise ValueError(f"{override!r}: the ladder sets {key} itself; use {RESERVED[key]}")
+        (ring_overrides if key in RING_KEYS else rest).append(override)
+
+    base = compose_base(task, experiment)
+    if rungs and base.model.layer != "lru":
+        raise ValueError(f"--experiment {experiment} trains model.layer={base.model.layer}; the "
+                         f"rungs need an LRU experiment (e.g. mini/listops); baselines run "
+                         f"through --baselines")
+    out = Path(out) if out is not None else default_out(base.hydra.runtime.choices.task)
+    common = ([f"task={task}"] if task else []) + \
+        ([f"+experiment={experiment}"] if experiment else []) + \
+        (["hydra/launcher=joblib"] if launcher == "joblib" else [])
+    seed_list = "seed=" + ",".join(str(s) for s in range(seeds))
+
+    def multirun(name: str, sweep: list[str]) -> Multirun:
+        return Multirun(name, (f"hydra.sweep.dir={out / name}", *common, *sweep, seed_list))
+
+    ordered = [r for r in RUNG_NAMES if r in rungs]
+    disk = [r for r in ordered if not get_rung(r).ring_init]
+    ring = [r for r in ordered if get_rung(r).ring_init]
+    runs = []
+    if disk:
+        runs.append(multirun("rungs_unit_disk", ["ablation=" + ",".join(disk), *rest]))
+    if ring:
+        given = {override_key(o) for o in ring_overrides}
+        task_values = task_ring(base.task.name, experiment) if set(RING_KEYS) - given else {}
+        defaults = [f"{k}={v}" for k, v in task_values.items() if k not in given]
+        runs.append(multirun("rungs_ring", ["ablation=" + ",".join(ring), *defaults,
+                                            *ring_overrides, *rest]))
+    if baselines:
+        runs.append(multirun("baselines", ["model=" + ",".join(baselines), *rest]))
+    return out, runs
+
+
+def run_multiruns(multiruns: Sequence[Multirun], *, dry_run: bool = False,
+                  echo: Callable[[str], None] = print) -> list[Multirun]:
+    """Print each multirun's command and, unless ``dry_run``, run it; return the failed ones.
+
+    A multirun that exits non-zero (a bad override, a crash outside the training loop) does
+    not stop the others; a failed *job* inside one is no failure here: it is recorded in its
+    ``summary.json`` and the launcher carries on.
+    """
+    failed = []
+    for m in multiruns:
+        echo(f"$ {shlex.join(m.command)}")
+        if not dry_run and subprocess.run(m.command).returncode != 0:
+            failed.append(m)
+    return failed

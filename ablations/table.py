@@ -1,0 +1,246 @@
+"""The LRA table and the ladder table from :func:`ablations.runs.load_runs`' frame.
+
+Each cell is the test accuracy (percent) of one model or rung on one task: the mean over
+seeds, its standard error (``std(ddof=1) / sqrt(n)``) and the number of seeds. Only finished
+runs count: a failed, preempted or summary-less run is counted and flagged beside the
+number (``n=2/3; 1 failed``), never averaged in as zero, and a cell with no finished run
+shows ``—``. When the same seed ran more than once (a job rerun into another folder), a
+finished run supersedes the others; two finished runs of one seed are an error, since the
+table could not tell which to use.
+
+The papers' numbers (a frame with columns ``model, task, value, source``, value in percent,
+as :func:`ablations.reference.paper_numbers` gives) go beside ours with the difference
+``ours - paper`` in points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from ablations.runs import MISSING_SUMMARY
+from lru.ladder import RUNG_NAMES
+
+#: The Long Range Arena's six tasks, in the papers' column order.
+LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+AVERAGE = "average"
+LAYOUTS = ("lra", "ladder")
+FORMATS = ("markdown", "latex", "csv")
+
+TASK_TITLES = {"listops": "ListOps", "text": "Text", "retrieval": "Retrieval", "image": "Image",
+               "pathfinder": "Pathfinder", "pathx": "Path-X", "path256": "Path-256",
+               AVERAGE: "Avg"}
+MISSING = "—"
+#: A paper's cell that exists but holds no number (the paper printed a failure mark).
+NO_NUMBER = "n/a"
+FINISHED = "finished"
+REFERENCE_COLUMNS = ("model", "task", "value", "source")
+#: Statuses of runs that did not finish; each has a count column even when zero.
+UNFINISHED = ("failed", "preempted", MISSING_SUMMARY)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A table before formatting.
+
+    Attributes:
+      layout: ``"lra"`` or ``"ladder"``.
+      rows: row labels in order (rung names, model names).
+      columns: tasks in order (``"average"`` last in the LRA layout).
+      cells: one row per (label, task) of ``rows x columns``: ``mean``, ``sem`` (percent;
+        NaN without a finished run, ``sem`` NaN with fewer than two), ``seeds`` (seeds run),
+        ``finished``, one count column per status in ``statuses``, and when papers are given
+        ``paper``, ``difference`` and ``source``.
+      statuses: the statuses of the runs that did not finish (at least :data:`UNFINISHED`),
+        each a column of ``cells``.
+      with_paper: whether paper columns were asked for.
+    """
+
+    layout: str
+    rows: list[str]
+    columns: list[str]
+    cells: pd.DataFrame
+    statuses: list[str]
+    with_paper: bool
+
+
+def build_table(runs: pd.DataFrame, layout: str, reference: pd.DataFrame | None = None) -> Table:
+    """The ``layout`` table (``"lra"`` or ``"ladder"``) of ``runs``; see the module docstring.
+
+    Args:
+      runs: :func:`ablations.runs.load_runs`' frame.
+      layout: ``"lra"``: the models present (baselines, then rungs) x the six LRA tasks +
+        their average (given only where all six have a finished seed; the paper's is the
+        reference's ``average`` row, else the mean of its six values); ``"ladder"``: every
+        rung of :data:`lru.ladder.RUNG_NAMES` (absent ones show as missing), then the other
+        models present x the tasks present.
+      reference: the papers' numbers (columns ``model, task, value, source``); the first row
+        per (model, task) is used. None: no paper columns.
+
+    Raises:
+      ValueError: an unknown layout, a reference without its columns, or one seed of a
+        task and label finished twice (the message names the folders).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
+    stats = cell_stats(runs)
+    present = set(stats["label"])
+    rungs = [r for r in RUNG_NAMES if layout == "ladder" or r in present]
+    others = sorted(present - set(RUNG_NAMES))
+    if layout == "lra":
+        rows, columns = others + rungs, [*LRA_TASKS, AVERAGE]
+    else:
+        tasks = set(stats["task"])
+        rows = rungs + others
+        columns = [t for t in LRA_TASKS if t in tasks] + sorted(tasks - set(LRA_TASKS))
+    grid = pd.MultiIndex.from_product([rows, columns], names=["label", "task"])
+    cells = stats.set_index(["label", "task"]).reindex(grid)
+    statuses = [c for c in cells.columns if c not in ("mean", "sem", "seeds", "finished")]
+    counts = ["seeds", "finished", *statuses]
+    cells[counts] = cells[counts].fillna(0).astype(int)
+    if layout == "lra":
+        cells = _fill_average(cells, rows)
+    if reference is not None:
+        cells = _add_paper(cells, reference, rows)
+    return Table(layout, rows, columns, cells.reset_index(), statuses, reference is not None)
+
+
+def cell_stats(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, label): ``mean``, ``sem`` (percent), ``seeds``, ``finished``, status counts."""
+    seeds = _one_run_per_seed(runs)
+    finished = seeds[seeds["finished"]]
+    accuracy = finished.assign(acc=finished["test_accuracy"].astype(float) * 100.0)
+    by = ["task", "label"]
+    out = pd.DataFrame({
+        "mean": accuracy.groupby(by)["acc"].mean(),
+        "sem": accuracy.groupby(by)["acc"].sem(ddof=1),
+        "seeds": seeds.groupby(by).size(),
+        "finished": seeds.groupby(by)["finished"].sum(),
+    })
+    unfinished = seeds[~seeds["finished"]]
+    if len(unfinished):
+        status = unfinished["status"].where(unfinished["status"] != FINISHED, "no test accuracy")
+        out = out.join(pd.crosstab([unfinished["task"], unfinished["label"]], status))
+    for status in UNFINISHED:
+        if status not in out.columns:
+            out[status] = 0
+    return out.reset_index()
+
+
+def _one_run_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    runs = runs.assign(finished=(runs["status"] == FINISHED) & runs["test_accuracy"].notna())
+    key = ["task", "label", "seed"]
+    done = runs[runs["finished"]]
+    twice = done[done.duplicated(key, keep=False)]
+    if len(twice):
+        first = twice.iloc[0]
+        dirs = ", ".join(twice[(twice[key] == first[key]).all(axis=1)]["run_dir"])
+        raise ValueError(
+            f"{first['task']} / {first['label']} seed {first['seed']} finished more than once "
+            f"({dirs}); a table holds one run per seed: point it at one sweep folder, or move "
+            f"the extra runs out (runs that differ in other settings belong in separate tables)")
+    ordered = runs.sort_values(["finished", "run_dir"], ascending=[False, True])
+    return ordered.drop_duplicates(key, keep="first")
+
+
+def _fill_average(cells: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
+    """The average over the six tasks, only where all six have a finished seed."""
+    for label in rows:
+        per_task = cells.loc[label].loc[list(LRA_TASKS)]
+        if per_task["mean"].notna().all():
+            cells.loc[(label, AVERAGE), "mean"] = per_task["mean"].mean()
+            cells.loc[(label, AVERAGE), "sem"] = np.sqrt((per_task["sem"] ** 2).sum(min_count=6)) / 6
+    return cells
+
+
+def _add_paper(cells: pd.DataFrame, reference: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
+    missing = [c for c in REFERENCE_COLUMNS if c not in reference.columns]
+    if missing:
+        raise ValueError(f"the reference frame lacks columns {missing}; it needs "
+                         f"{list(REFERENCE_COLUMNS)} (as ablations.reference.paper_numbers gives)")
+    ref = reference.drop_duplicates(["model", "task"], keep="first").set_index(["model", "task"])
+    ref.index = ref.index.set_names(["label", "task"])
+    cells = cells.join(ref[["value", "source"]].rename(columns={"value": "paper"}))
+    if AVERAGE in cells.index.get_level_values("task"):
+        for label in rows:
+            six = cells.loc[label].loc[list(LRA_TASKS), "paper"]
+            if pd.isna(cells.loc[(label, AVERAGE), "paper"]) and six.notna().all():
+                cells.loc[(label, AVERAGE), "paper"] = six.mean()
+                cells.loc[(label, AVERAGE), "source"] = "mean of the six tasks' paper values"
+    cells["difference"] = cells["mean"] - cells["paper"]
+    return cells
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_table(table: Table, fmt: str) -> str:
+    """``table`` as ``"markdown"``, ``"latex"`` or ``"csv"`` text.
+
+    Markdown and LaTeX give one row per label and, per task, our cell (``mean ± se (n=...)``)
+    and with papers the paper's value and the difference, then a note and the papers'
+    sources. CSV gives the numbers: one line per (label, task) with every field of
+    :attr:`Table.cells`.
+    """
+    if fmt == "csv":
+        return table.cells.to_csv(index=False, float_format="%.4f")
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
+    wide = _wide_text(table)
+    note = ("Test accuracy (%): mean ± standard error over seeds; n = seeds finished / seeds "
+            "run, with the runs that did not finish; — = no finished run."
+            + (" paper: the published value (n/a: the paper prints no number); Δ = ours − "
+               "paper (points)." if table.with_paper else ""))
+    sources = _sources(table)
+    if fmt == "markdown":
+        lines = [note, "", wide.to_markdown(index=False, disable_numparse=True)]
+        if sources:
+            lines += ["", "Paper values: " + "; ".join(sources) + "."]
+        return "\n".join(lines) + "\n"
+    latex = wide.to_latex(index=False, escape=True, column_format="l" + "r" * (wide.shape[1] - 1))
+    for symbol, command in (("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("−", "$-$"), (MISSING, "--")):
+        latex, note = latex.replace(symbol, command), note.replace(symbol, command)
+    comments = [f"% {note}"] + [f"% paper: {s}" for s in sources]
+    return "\n".join(comments) + "\n" + latex
+
+
+def _wide_text(table: Table) -> pd.DataFrame:
+    cells = table.cells.set_index(["label", "task"])
+    columns: dict[str, list[str]] = {("rung" if table.layout == "ladder" else "model"): table.rows}
+    for task in table.columns:
+        title = TASK_TITLES.get(task, task)
+        here = cells.xs(task, level="task").loc[table.rows]
+        columns[title] = [_cell_text(row, table.statuses, task == AVERAGE)
+                          for _, row in here.iterrows()]
+        if table.with_paper:
+            columns[f"{title} paper"] = [
+                NO_NUMBER if pd.isna(v) and pd.notna(source) else _number(v, "{:g}")
+                for v, source in zip(here["paper"], here["source"])]
+            columns[f"{title} Δ"] = [_number(v, "{:+.1f}") for v in here["difference"]]
+    return pd.DataFrame(columns)
+
+
+def _cell_text(cell: pd.Series, statuses: list[str], average: bool) -> str:
+    value = MISSING if pd.isna(cell["mean"]) else f"{cell['mean']:.1f}"
+    if not pd.isna(cell["sem"]):
+        value += f" ± {cell['sem']:.1f}"
+    if average:
+        return value
+    seeds, finished = int(cell["seeds"]), int(cell["finished"])
+    if seeds == 0:
+        return value
+    others = [f"{int(cell[s])} {s}" for s in statuses if cell[s] > 0]
+    count = f"n={finished}" if finished == seeds else f"n={finished}/{seeds}"
+    return f"{value} ({'; '.join([count, *others])})"
+
+
+def _number(value: float, spec: str) -> str:
+    return MISSING if pd.isna(value) else spec.format(value)
+
+
+def _sources(table: Table) -> list[str]:
+    if not table.with_paper:
+        return []
+    return list(dict.fromkeys(table.cells["source"].dropna()))

@@ -1,0 +1,153 @@
+"""The ladder as a sweep (``python -m ablations run ladder``): the commands it plans for a
+task, and one real tiny sweep through Hydra's basic launcher, tabulated."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from ablations.__main__ import main
+from ablations.runs import load_runs
+from ablations.table import build_table, format_table
+from lru.ladder import RUNG_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+RING_KEYS = ("model.r_min", "model.r_max", "model.max_phase")
+DISK_RUNGS = ["rnn_relu", "rnn_tanh", "linear_dense", "diag_complex", "exp", "stable_exp"]
+TWO_PI = 2 * math.pi
+
+# Tiny jobs, in the style of tests/test_sweeps.py: paths relative to the sweep's working
+# directory, small widths, 10 steps, no checkpoints.
+TINY = ["task.data_dir=data", "task.cache_dir=cache", "task.options.max_length=64",
+        "model.d_model=16", "model.d_state=16", "model.n_layers=2", "trainer.steps=10",
+        "trainer.progress=false", "trainer.checkpoint=false"]
+
+
+def dry_run(capsys, *args: str) -> dict[str, list[str]]:
+    """The commands ``run ladder --dry-run`` prints, by sweep subfolder."""
+    assert main(["run", "ladder", "--dry-run", *args]) == 0
+    commands = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("$ "):
+            argv = shlex.split(line[2:])
+            assert argv[:4] == [sys.executable, "-m", "lru.train", "-m"]
+            sweep_dir = next(a for a in argv if a.startswith("hydra.sweep.dir="))
+            commands[Path(sweep_dir.split("=", 1)[1]).name] = argv[4:]
+    return commands
+
+
+def values(argv: list[str]) -> dict[str, str]:
+    return dict(a.split("=", 1) for a in argv)
+
+
+def test_dry_run_plans_every_rung_and_baseline_with_the_ring_on_ring_rungs_only(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    commands = dry_run(capsys, "--task", "listops_mini", "--seeds", "3", "--out", str(out))
+    assert list(commands) == ["rungs_unit_disk", "rungs_ring", "baselines"]
+    disk, ring, baselines = (values(commands[k]) for k in commands)
+
+    assert disk["ablation"].split(",") == DISK_RUNGS
+    assert ring["ablation"].split(",") == ["ring", "lru"]
+    assert sorted(DISK_RUNGS + ["ring", "lru"]) == sorted(RUNG_NAMES)
+    assert baselines["model"] == "s4d,s5" and "ablation" not in baselines
+    for name, v in [("rungs_unit_disk", disk), ("rungs_ring", ring), ("baselines", baselines)]:
+        assert v["seed"] == "0,1,2" and v["task"] == "listops_mini"
+        assert v["hydra.sweep.dir"] == str(out / name)
+        assert "hydra/launcher" not in v   # Hydra's basic launcher is the default
+    # ListOps' ring (conf/experiment/lru/listops.yaml), only where the rung uses a ring
+    assert float(ring["model.r_min"]) == 0.0 and float(ring["model.r_max"]) == 0.9
+    assert float(ring["model.max_phase"]) == pytest.approx(TWO_PI)
+    for key in RING_KEYS:
+        assert key not in disk and key not in baselines
+    assert not out.exists()   # a dry run runs nothing
+
+
+def test_pathfinder_ring_experiment_launcher_and_default_folder(capsys):
+    commands = dry_run(capsys, "--experiment", "mini/pathfinder", "--seeds", "1",
+                       "--launcher", "joblib", "--baselines", "none", "--rungs", "lru,exp",
+                       "--", "hydra.launcher.n_jobs=4")
+    assert list(commands) == ["rungs_unit_disk", "rungs_ring"]
+    disk, ring = values(commands["rungs_unit_disk"]), values(commands["rungs_ring"])
+    assert disk["ablation"] == "exp" and ring["ablation"] == "lru"
+    assert (float(ring["model.r_min"]), float(ring["model.r_max"])) == (0.9, 0.999)
+    assert float(ring["model.max_phase"]) == pytest.approx(TWO_PI)
+    for v in (disk, ring):
+        assert v["+experiment"] == "mini/pathfinder" and "task" not in v
+        assert v["hydra/launcher"] == "joblib" and v["hydra.launcher.n_jobs"] == "4"
+        assert v["seed"] == "0"
+        # the default sweep folder: results/multirun/ladder/<task config>/<time>/
+        assert Path(v["hydra.sweep.dir"]).parts[:4] == (
+            "results", "multirun", "ladder", "pathfinder_mini")
+
+
+def test_ring_overrides_go_to_the_ring_rungs_only(capsys):
+    commands = dry_run(capsys, "--task", "pathfinder_mini", "--seeds", "2", "--baselines", "s5",
+                       "--", "model.r_min=0.5,0.9", "trainer.steps=7")
+    disk, ring, baselines = (values(commands[k]) for k in commands)
+    assert ring["model.r_min"] == "0.5,0.9" and float(ring["model.r_max"]) == 0.999
+    assert list(commands["rungs_ring"]).count("model.r_min=0.5,0.9") == 1
+    assert "model.r_min" not in disk and "model.r_min" not in baselines
+    assert disk["trainer.steps"] == ring["trainer.steps"] == baselines["trainer.steps"] == "7"
+    assert baselines["model"] == "s5"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "listops_mini", "--", "seed=4"], "use --seeds"),
+    (["--task", "listops_mini", "--", "ablation=ring"], "use --rungs"),
+    (["--task", "listops_mini", "--", "model=s5"], "use --baselines"),
+    (["--task", "listops_mini", "--rungs", "lru,gru"], "unknown rung 'gru'"),
+    (["--task", "listops_mini", "--baselines", "mamba"], "no conf/model/mamba.yaml"),
+    (["--task", "listops_mini", "--seeds", "0"], "at least 1"),
+    (["--task", "no_such_task"], "Could not find 'task/no_such_task'"),
+    (["--experiment", "mini/s5_listops"], "the rungs need an LRU experiment"),
+    (["--seeds", "2"], "give --task"),
+    (["--task", "path256"], "no ring for task 'path256'"),
+])
+def test_bad_arguments_name_the_fix(args, message, capsys):
+    assert main(["run", "ladder", "--dry-run", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_tiny_ladder_runs_through_the_basic_launcher_and_tabulates(tmp_path, monkeypatch, capfd):
+    from tasks.generate.listops import generate
+
+    generate(tmp_path / "data", n_train=300, n_val=50, n_test=50, max_depth=3, min_length=10,
+             max_length=64, progress=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    # Two rungs x one seed; the LRU rung also sweeps its ring so that its first job fails
+    # (r_min > r_max) and the launcher must carry on to the second.
+    status = main(["run", "ladder", "--task", "listops_mini", "--seeds", "1", "--rungs", "exp,lru",
+                   "--baselines", "none", "--out", "sweep", "--", *TINY,
+                   "model.r_min=0.95,0.0", "model.r_max=0.9"])
+    output = capfd.readouterr()
+    assert status == 0, output.out[-3000:] + output.err[-3000:]
+
+    runs = load_runs(tmp_path / "sweep")
+    assert runs[["label", "status"]].values.tolist() == [
+        ["exp", "finished"], ["lru", "finished"], ["lru", "failed"]]
+    ring = runs[["r_min", "r_max"]]
+    assert ring.iloc[0].isna().all()   # no ring on the rung without ring init
+    assert ring.iloc[1:].values.tolist() == [[0.0, 0.9], [0.95, 0.9]]
+    assert runs["steps"].tolist()[:2] == [10, 10]
+    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert "r_min" in failed["reason"]
+    assert OmegaConf.load(Path(failed["run_dir"]) / ".hydra" / "hydra.yaml").hydra.job.num == 0
+    # the rung without ring init got no ring: its folder and config show the model's default
+    exp_dir = Path(runs["run_dir"][0])
+    assert exp_dir.parent.name == "rungs_unit_disk" and "r_min" not in exp_dir.name
+
+    table = build_table(runs, "ladder")
+    assert table.rows == list(RUNG_NAMES) and table.columns == ["listops"]
+    text = format_table(table, "markdown")
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    for label in ("exp", "lru"):   # the finished run of seed 0 supersedes the failed one
+        accuracy = 100 * runs[(runs["label"] == label) & (runs["status"] == "finished")][
+            "test_accuracy"].iloc[0]
+        assert f"{accuracy:.1f} (n=1)" in lines[label]
+    assert "—" in lines["ring"]
