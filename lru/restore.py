@@ -1,0 +1,103 @@
+"""Rebuild a trained model from its run directory (``config.yaml`` + ``checkpoints/``).
+
+A run directory written by :func:`lru.loop.train` holds everything needed to rebuild its
+model: the resolved config (``config.yaml``) and orbax checkpoints of the training state in
+``checkpoints/latest`` and ``checkpoints/best``. No data is read: the task's
+:class:`tasks.TaskMeta` (vocabulary, classes, lengths) follows from the task's name and
+options alone.
+
+    model = load_model("results/runs/listops/lru-lru/seed0")           # best checkpoint
+    init = load_model("results/runs/listops/lru-lru/seed0", "init")    # the same seed, untrained
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flax import nnx
+from omegaconf import DictConfig, OmegaConf
+
+import tasks
+from lru.checkpoints import Checkpoints
+from lru.config import Config
+from lru.loop import build_model, optimizer_settings
+from lru.optim import make_optimizer
+
+#: What :func:`load_model` can rebuild: a checkpoint folder, or the untrained model.
+WHICH: tuple[str, ...] = ("best", "latest", "init")
+
+
+def load_config(run_dir: str | Path) -> DictConfig:
+    """The run's ``config.yaml``, merged onto the config schema.
+
+    Keys added to the schema after the run was made take their defaults, so older run
+    directories stay loadable.
+
+    Raises:
+      FileNotFoundError: ``run_dir`` has no ``config.yaml``.
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {run_dir} is not a run directory (lru.loop.train writes "
+            f"config.yaml, metrics.jsonl, summary.json and checkpoints/ into one; pass that "
+            f"folder)")
+    return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+
+
+def task_meta(cfg: DictConfig) -> tasks.TaskMeta:
+    """The :class:`tasks.TaskMeta` of ``cfg.task`` with its options, without loading data."""
+    name = cfg.task.name
+    options = OmegaConf.to_container(cfg.task.options, resolve=True)
+    return tasks.get_task(name).meta(tasks.resolve_options(name, **options))
+
+
+def load_model(run_dir: str | Path, which: str = "best") -> nnx.Module:
+    """The model of a run, rebuilt from its config and restored from a checkpoint.
+
+    Args:
+      run_dir: a folder written by :func:`lru.loop.train`.
+      which: ``"best"`` (the checkpoint of the best validation accuracy), ``"latest"`` (the
+        last one saved), or ``"init"`` (the freshly initialised model of the run's seed:
+        exactly the parameters training started from).
+
+    Returns:
+      The classifier :func:`lru.loop.build_model` builds from the run's config, with its
+      parameters and BatchNorm running statistics from the checkpoint, in eval mode
+      (BatchNorm uses its running statistics, dropout is off).
+
+    Raises:
+      ValueError: ``which`` is not one of :data:`WHICH`.
+      FileNotFoundError: no ``config.yaml``, or no checkpoint in ``checkpoints/<which>``.
+    """
+    if which not in WHICH:
+        raise ValueError(f"load_model: which={which!r}; choose one of {WHICH}")
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    model = build_model(cfg, task_meta(cfg))
+    if which != "init":
+        model = _restore(model, cfg, run_dir / "checkpoints" / which)
+    model.eval()
+    return model
+
+
+def _restore(model: nnx.Module, cfg: DictConfig, directory: Path) -> nnx.Module:
+    """``model`` with the parameters and BatchNorm statistics saved under ``directory``."""
+    # Checkpoints creates a missing folder; look first so that a wrong path stays untouched.
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"{directory} not found: the run saved no checkpoint there (a run with "
+            f"trainer.checkpoint=false, or one stopped before its first evaluation); "
+            f"load_model(..., which='init') rebuilds the untrained model")
+    checkpoints = Checkpoints(directory)
+    try:
+        if checkpoints.latest_step() is None:
+            raise FileNotFoundError(f"{directory} holds no complete checkpoint; "
+                                    f"load_model(..., which='init') rebuilds the untrained model")
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        # The checkpoint holds the optimizer state too; restoring needs its shapes.
+        tx, _ = make_optimizer(model, optimizer_settings(cfg))
+        (params, rest, _), _ = checkpoints.restore((params, rest, tx.init(params)))
+    finally:
+        checkpoints.close()
+    return nnx.merge(graphdef, params, rest)
