@@ -196,7 +196,9 @@ class LRU(nnx.Module):
             if spec.gamma:
                 gamma = jnp.exp(self.gamma_log[...])[:, None]
                 b_re, b_im = b_re * gamma, b_im * gamma
-            bu = jax.lax.complex(u @ b_re.T, u @ b_im.T)
+            # B u as one real matmul against [B_re; B_im] (one pass over u, a wider GEMM)
+            bu = u @ jnp.concatenate([b_re, b_im]).T
+            bu = jax.lax.complex(bu[..., : self.d_state], bu[..., self.d_state :])
         if mask is not None:
             bu = jnp.where(mask[..., None], bu, 0)
         if spec.transition == "diagonal":
@@ -221,6 +223,7 @@ class LRU(nnx.Module):
         x = self.states(u, mask)
         if get_rung(self.rung).transition == "dense":
             y = x @ self.C[...].T
-        else:  # Re(C x) with C = C_re + i C_im, as two real matmuls
-            y = jnp.real(x) @ self.C_re[...].T - jnp.imag(x) @ self.C_im[...].T
+        else:  # Re(C x) = [Re x, Im x] @ [C_re, -C_im]^T: one real matmul
+            y = (jnp.concatenate([jnp.real(x), jnp.imag(x)], axis=-1)
+                 @ jnp.concatenate([self.C_re[...], -self.C_im[...]], axis=1).T)
         return y + self.D[...] * u
