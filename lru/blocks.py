@@ -47,7 +47,9 @@ class MaskedNorm(nnx.Module):
     Args:
       d_model: channels ``d``.
       kind: ``"batch"`` or ``"layer"``.
-      momentum: BatchNorm running-average momentum (S5/LRU use 0.9).
+      momentum: BatchNorm running-average momentum, ``running = momentum * running +
+        (1 - momentum) * batch`` (Flax's convention; PyTorch's ``momentum=0.1`` is 0.9
+        here). 0.9 by default; S5's ``run_train.py`` defaults to 0.95.
       rngs: RNG streams.
     """
 
@@ -73,6 +75,7 @@ class ResidualBlock(nnx.Module):
       d_model: width ``d``.
       mixer: the sequence layer, a module mapping ``(b, t, d), mask -> (b, t, d)``.
       norm: ``"batch"`` or ``"layer"``.
+      bn_momentum: BatchNorm's running-average momentum (see :class:`MaskedNorm`).
       prenorm: normalise the block's input (True) or its output (False).
       glu: one of :data:`GLU_VARIANTS`.
       dropout: dropout rate, one mask per (example, channel) shared across time.
@@ -85,6 +88,7 @@ class ResidualBlock(nnx.Module):
         mixer: nnx.Module,
         *,
         norm: str = "batch",
+        bn_momentum: float = 0.9,
         prenorm: bool = True,
         glu: str = "full_glu",
         dropout: float = 0.0,
@@ -92,7 +96,7 @@ class ResidualBlock(nnx.Module):
     ):
         _check_choice("ResidualBlock", "glu", glu, GLU_VARIANTS)
         self.mixer = mixer
-        self.norm = MaskedNorm(d_model, norm, rngs=rngs)
+        self.norm = MaskedNorm(d_model, norm, momentum=bn_momentum, rngs=rngs)
         self.prenorm = prenorm
         self.glu = glu
         self.drop = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)

@@ -52,6 +52,8 @@ class ModelConfig:
     # Keyword arguments of a non-LRU layer's constructor (e.g. S5's blocks, dt_min).
     layer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     norm: str = "batch"
+    # BatchNorm's running averages: running = bn_momentum * running + (1 - bn_momentum) * batch.
+    bn_momentum: float = 0.9
     prenorm: bool = True
     glu: str = "full_glu"
     dropout: float = 0.0
@@ -65,6 +67,16 @@ class AblationConfig:
 
 
 @dataclasses.dataclass
+class ParamGroupConfig:
+    """Parameters with their own learning rate and weight decay (``lru.optim.ParamGroup``)."""
+
+    # Leaf names ("B") or dotted path suffixes ("mixer.B") of the parameters in the group.
+    params: list[str] = MISSING
+    lr_factor: float = 1.0  # the group trains at optimizer.lr * lr_factor
+    weight_decay: Optional[float] = None  # null: optimizer.weight_decay; 0: plain Adam
+
+
+@dataclasses.dataclass
 class OptimizerConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -72,6 +84,9 @@ class OptimizerConfig:
     b1: float = 0.9
     b2: float = 0.999
     grad_clip: float = 0.0  # global-norm clipping; 0 = off
+    # Named groups that take the parameters they name out of the default 'recurrent' and
+    # 'base' groups (lru/optim.py); e.g. {B: {params: [B], lr_factor: 1.0}}.
+    groups: dict[str, ParamGroupConfig] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -146,3 +161,5 @@ def validate(cfg: DictConfig) -> None:
             raise ValueError(f"{key} must be positive; got {OmegaConf.select(cfg, key)}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ValueError(f"model.dropout must be in [0, 1); got {cfg.model.dropout}")
+    if not 0.0 <= cfg.model.bn_momentum <= 1.0:
+        raise ValueError(f"model.bn_momentum must be in [0, 1]; got {cfg.model.bn_momentum}")

@@ -34,7 +34,7 @@ from lru.ladder import get_rung
 from lru.layers import LRU, S4, S4D, S5
 from lru.layers.lru import UNIT_DISK
 from lru.models import Classifier, DualClassifier
-from lru.optim import OptimizerSettings, make_optimizer
+from lru.optim import OptimizerSettings, ParamGroup, make_optimizer
 from lru.runfiles import MetricsLog, write_atomic, write_json
 from lru.sharding import check_divisible, data_sharding, shard_batch
 
@@ -108,17 +108,20 @@ def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
     inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
     cls = DualClassifier if meta.dual else Classifier
     return cls(m.d_model, m.n_layers, meta.n_classes, mixer, pooling=m.pooling, norm=m.norm,
-               prenorm=m.prenorm, glu=m.glu, dropout=m.dropout,
+               bn_momentum=m.bn_momentum, prenorm=m.prenorm, glu=m.glu, dropout=m.dropout,
                rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1), **inputs)
 
 
 def optimizer_settings(cfg: DictConfig) -> OptimizerSettings:
+    """``cfg.optimizer``, ``cfg.schedule`` and ``cfg.trainer.steps`` as :class:`OptimizerSettings`."""
     o, s = cfg.optimizer, cfg.schedule
+    groups = tuple(ParamGroup(str(name), tuple(g.params), lr_factor=g.lr_factor,
+                              weight_decay=g.weight_decay) for name, g in o.groups.items())
     return OptimizerSettings(
         lr=o.lr, weight_decay=o.weight_decay, recurrent_lr_factor=o.recurrent_lr_factor,
         b1=o.b1, b2=o.b2, grad_clip=o.grad_clip, steps=cfg.trainer.steps,
         warmup_steps=int(round(s.warmup_fraction * cfg.trainer.steps)), schedule=s.name,
-        end_lr_ratio=s.end_lr_ratio)
+        end_lr_ratio=s.end_lr_ratio, groups=groups)
 
 
 # --------------------------------------------------------------------------- steps

@@ -67,7 +67,7 @@ class SequenceEncoder(nnx.Module):
         d_model, d_state, rung="lru")``).
       vocab_size / d_input: token or real inputs (see :class:`Encoder`).
       pooling: ``"mean"`` (over valid steps) or ``"last"`` (the last valid step).
-      **block_kwargs: ``norm``, ``prenorm``, ``glu``, ``dropout`` of
+      **block_kwargs: ``norm``, ``bn_momentum``, ``prenorm``, ``glu``, ``dropout`` of
         :class:`lru.blocks.ResidualBlock`.
     """
 

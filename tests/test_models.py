@@ -9,6 +9,7 @@ fixed and shapes small and reused.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -255,6 +256,42 @@ def test_masked_batchnorm_by_hand():
     ra_mean, ra_var = 0.1 * mean, 0.9 + 0.1 * var
     want_eval = (x - ra_mean) / np.sqrt(ra_var + eps) * scale + bias
     np.testing.assert_allclose(out_eval, want_eval, rtol=1e-4, atol=1e-3)
+
+
+def test_bn_momentum_sets_the_running_average_weight():
+    """Two training passes of a pre-norm block: running = m * running + (1 - m) * batch."""
+    m = 0.6
+    block = ResidualBlock(D_MODEL, Identity(), norm="batch", bn_momentum=m, prenorm=True,
+                          glu="gelu", rngs=nnx.Rngs(0))
+    block.train()
+    mask = np.asarray(length_mask(jnp.asarray(LENGTHS), TIME))
+    mean, var = np.zeros(D_MODEL), np.ones(D_MODEL)
+    for seed in (16, 17):
+        x = np.asarray(jax.random.normal(jax.random.key(seed), (BATCH, TIME, D_MODEL))) * 3 - 1
+        block(jnp.asarray(x), jnp.asarray(mask))
+        xv = x[mask].astype(np.float64)
+        mean, var = m * mean + (1 - m) * xv.mean(0), m * var + (1 - m) * xv.var(0)
+    np.testing.assert_allclose(block.norm.norm.mean[...], mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(block.norm.norm.var[...], var, rtol=1e-4, atol=1e-5)
+
+
+def test_bn_momentum_reaches_every_block_from_the_config():
+    from hydra import compose, initialize_config_dir
+
+    from lru.config import register
+    from lru.loop import build_model
+    from tasks.base import TaskMeta
+
+    register()
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    meta = TaskMeta(name="listops", n_classes=3, max_length=8, vocab_size=VOCAB)
+    for overrides, want in [([], 0.9), (["model.bn_momentum=0.95"], 0.95)]:
+        with initialize_config_dir(config_dir=conf, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[
+                "model.d_model=8", "model.d_state=4", "model.n_layers=2", *overrides])
+        norms = [node for _, node in nnx.iter_graph(build_model(cfg, meta))
+                 if isinstance(node, nnx.BatchNorm)]
+        assert len(norms) == 2 and all(n.momentum == want for n in norms)
 
 
 def test_layernorm_is_per_position():

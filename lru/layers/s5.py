@@ -100,11 +100,16 @@ class S5(nnx.Module):
       rngs: parameter RNG streams (uses ``rngs.params``).
     """
 
-    #: The parameters S5 trains at its ``ssm_lr`` with Adam and no weight decay (its
-    #: default ``opt_config="standard"`` in ``s5/train_helpers.py``: ``B``, ``Lambda_re``,
-    #: ``Lambda_im``, ``log_step``; the other entry there, ``norm``, is the block's
-    #: normalisation, not part of this layer). ``C``/``C1``/``C2`` and ``D`` are trained at
-    #: the base learning rate with weight decay. :mod:`lru.optim` reads this.
+    #: The parameters S5 trains at its ``ssm_lr`` with Adam and no weight decay under its
+    #: default ``--opt_config=standard`` (``s5/train_helpers.py``, ``create_train_state``):
+    #: ``B``, ``Lambda_re``, ``Lambda_im``, ``log_step``. ``C``/``C1``/``C2`` and ``D`` train
+    #: at the base learning rate with weight decay. The label list there also names
+    #: ``norm``, but S5's ``map_nested_fn`` labels leaves and the norm's leaves are ``scale``
+    #: and ``bias``, so the block's norm trains at the base learning rate with weight decay
+    #: there as here. S5's other ``--opt_config`` variants and ``--dt_global`` (which leaves
+    #: this layer unchanged and moves ``log_step`` to the base learning rate with weight
+    #: decay) are optimizer groups of the experiment configs (``optimizer.groups``).
+    #: :mod:`lru.optim` reads this.
     RECURRENT_PARAMS = frozenset({"Lambda_re", "Lambda_im", "B", "log_step"})
 
     def __init__(
