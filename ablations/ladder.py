@@ -9,12 +9,12 @@ subfolder of one sweep folder (each keeps its own ``multirun.yaml``):
   ``model.r_min``, ``model.r_max``, ``model.max_phase``;
 * ``baselines/``: ``model=s4d,s5`` (the rungs do not apply to them).
 
-The ring of a task follows the LRU paper's settings in ``conf/experiment/lru/<task>.yaml``,
+The ring of a task follows the LRU paper's Table 8 through ``conf/experiment/lru/<task>.yaml``,
 where ``<task>`` is the task's name (``task.name``). The CPU-sized tasks share their full
-task's name and so its ring: ``listops_mini`` uses ListOps' ``[0, 0.9]`` with phases up to
-``2 pi`` (its sequences, at most 256 steps, are shorter than ListOps' 2000, and a ring that
-forgets within about ten steps suits them as well), ``pathfinder_mini`` uses Pathfinder's
-``[0.9, 0.999]``, ``2 pi`` (the same 1024 steps). An ``--experiment`` that sets a ring itself
+task's name and so its ring: ``listops_mini`` uses ListOps' ``[0, 0.99]`` with phases up to
+``2 pi``, ``pathfinder_mini`` uses Pathfinder's ``[0.9, 0.999]``, ``2 pi`` (the same 1024
+steps); ``--experiment mini/listops`` keeps that file's shorter-memory ``[0, 0.9]``, chosen
+for sequences of at most 256 steps. An ``--experiment`` that sets a ring itself
 keeps it; ring overrides given after ``--`` beat both and go to the ring rungs only.
 
 Each job runs :func:`lru.loop.train`, which never raises: a failed job writes

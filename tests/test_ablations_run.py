@@ -59,8 +59,11 @@ def test_dry_run_plans_every_rung_and_baseline_with_the_ring_on_ring_rungs_only(
         assert v["seed"] == "0,1,2" and v["task"] == "listops_mini"
         assert v["hydra.sweep.dir"] == str(out / name)
         assert "hydra/launcher" not in v   # Hydra's basic launcher is the default
-    # ListOps' ring (conf/experiment/lru/listops.yaml), only where the rung uses a ring
-    assert float(ring["model.r_min"]) == 0.0 and float(ring["model.r_max"]) == 0.9
+    # ListOps' ring (conf/experiment/lru/listops.yaml: the paper's Table 8), only where the
+    # rung uses a ring
+    paper = OmegaConf.load(REPO / "conf" / "experiment" / "lru" / "listops.yaml").model
+    assert (float(ring["model.r_min"]), float(ring["model.r_max"])) == (paper.r_min, paper.r_max)
+    assert (paper.r_min, paper.r_max) == (0.0, 0.99)
     assert float(ring["model.max_phase"]) == pytest.approx(TWO_PI)
     for key in RING_KEYS:
         assert key not in disk and key not in baselines
