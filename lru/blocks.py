@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lru.precision import dot_general
+
 Array = jax.Array
 
 GLU_VARIANTS: tuple[str, ...] = ("full_glu", "half_glu1", "half_glu2", "gelu")
@@ -79,6 +81,7 @@ class ResidualBlock(nnx.Module):
       prenorm: normalise the block's input (True) or its output (False).
       glu: one of :data:`GLU_VARIANTS`.
       dropout: dropout rate, one mask per (example, channel) shared across time.
+      precision: ``"fp32"``, or ``"bf16"`` for the GLU's matmuls (:mod:`lru.precision`).
       rngs: RNG streams (``params`` and ``dropout``).
     """
 
@@ -92,6 +95,7 @@ class ResidualBlock(nnx.Module):
         prenorm: bool = True,
         glu: str = "full_glu",
         dropout: float = 0.0,
+        precision: str = "fp32",
         rngs: nnx.Rngs,
     ):
         _check_choice("ResidualBlock", "glu", glu, GLU_VARIANTS)
@@ -101,9 +105,9 @@ class ResidualBlock(nnx.Module):
         self.glu = glu
         self.drop = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
         if glu == "full_glu":
-            self.W1 = nnx.Linear(d_model, d_model, rngs=rngs)
+            self.W1 = nnx.Linear(d_model, d_model, dot_general=dot_general(precision), rngs=rngs)
         if glu != "gelu":
-            self.W2 = nnx.Linear(d_model, d_model, rngs=rngs)
+            self.W2 = nnx.Linear(d_model, d_model, dot_general=dot_general(precision), rngs=rngs)
 
     def __call__(self, u: Array, mask: Array | None = None) -> Array:
         """``u: (b, t, d)``, ``mask: (b, t)`` or None -> ``(b, t, d)``."""

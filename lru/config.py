@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from lru.blocks import GLU_VARIANTS, NORMS
 from lru.ladder import RUNG_NAMES
 from lru.models import POOLINGS
+from lru.precision import PRECISIONS
 from lru.scan import METHODS
 
 
@@ -109,6 +110,8 @@ class TrainerConfig:
     resume: bool = True  # continue from the run directory's latest checkpoint if present
     tensorboard: bool = False  # also log metrics to run_dir/tensorboard (tensorboardX)
     distributed: bool = False  # multi-host: call jax.distributed.initialize() first
+    # "fp32", or "bf16": bfloat16 matmuls with float32 accumulation (lru/precision.py)
+    precision: str = "fp32"
 
 
 @dataclasses.dataclass
@@ -130,6 +133,7 @@ CHOICES = {
     "model.scan_method": ("auto",) + METHODS,
     "ablation.rung": RUNG_NAMES,
     "schedule.name": ("cosine", "constant"),
+    "trainer.precision": PRECISIONS,
 }
 
 

@@ -83,14 +83,17 @@ def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
     m = cfg.model
     layer = LAYERS[m.layer]
     options = OmegaConf.to_container(m.layer_options, resolve=True)
-    allowed = sorted(set(inspect.signature(layer.__init__).parameters)
-                     - {"self", "d_model", "d_state", "bidirectional", "rngs"})
+    accepted = set(inspect.signature(layer.__init__).parameters)
+    allowed = sorted(accepted - {"self", "d_model", "d_state", "bidirectional", "rngs",
+                                 "precision"})
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"model.layer_options: {unknown} are not options of "
                          f"model.layer={m.layer!r}; its options are {allowed}")
     if "l_max" in allowed and options.get("l_max") is None:
         options["l_max"] = meta.max_length
+    if "precision" in accepted:  # the layer's own matmuls follow trainer.precision
+        options["precision"] = cfg.trainer.precision
     if m.layer == "lru":
         ring = (m.r_min, m.r_max, m.max_phase)
         if not get_rung(cfg.ablation.rung).ring_init:
@@ -109,6 +112,7 @@ def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
     cls = DualClassifier if meta.dual else Classifier
     return cls(m.d_model, m.n_layers, meta.n_classes, mixer, pooling=m.pooling, norm=m.norm,
                bn_momentum=m.bn_momentum, prenorm=m.prenorm, glu=m.glu, dropout=m.dropout,
+               precision=cfg.trainer.precision,
                rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1), **inputs)
 
 

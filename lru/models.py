@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lru.blocks import MixerFactory, length_mask, stack_blocks
+from lru.precision import dot_general
 
 Array = jax.Array
 
@@ -28,14 +29,15 @@ class Encoder(nnx.Module):
     """
 
     def __init__(self, d_model: int, *, vocab_size: int | None = None,
-                 d_input: int | None = None, rngs: nnx.Rngs):
+                 d_input: int | None = None, precision: str = "fp32", rngs: nnx.Rngs):
         if (vocab_size is None) == (d_input is None):
             raise ValueError("Encoder: give exactly one of vocab_size (tokens) or d_input (reals)")
         self.tokens = vocab_size is not None
         if self.tokens:
             self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs)
         else:
-            self.embed = nnx.Linear(d_input, d_model, rngs=rngs)
+            self.embed = nnx.Linear(d_input, d_model, dot_general=dot_general(precision),
+                                    rngs=rngs)
 
     def __call__(self, inputs: Array) -> Array:
         if self.tokens:
@@ -67,17 +69,22 @@ class SequenceEncoder(nnx.Module):
         d_model, d_state, rung="lru")``).
       vocab_size / d_input: token or real inputs (see :class:`Encoder`).
       pooling: ``"mean"`` (over valid steps) or ``"last"`` (the last valid step).
+      precision: ``"fp32"``, or ``"bf16"`` matmuls with float32 accumulation
+        (:mod:`lru.precision`) in the encoder and every block.
       **block_kwargs: ``norm``, ``bn_momentum``, ``prenorm``, ``glu``, ``dropout`` of
         :class:`lru.blocks.ResidualBlock`.
     """
 
     def __init__(self, d_model: int, n_layers: int, mixer: MixerFactory, *,
                  vocab_size: int | None = None, d_input: int | None = None,
-                 pooling: str = "mean", rngs: nnx.Rngs, **block_kwargs):
+                 pooling: str = "mean", precision: str = "fp32", rngs: nnx.Rngs,
+                 **block_kwargs):
         if pooling not in POOLINGS:
             raise ValueError(f"SequenceEncoder: unknown pooling {pooling!r}; choose one of {POOLINGS}")
-        self.encoder = Encoder(d_model, vocab_size=vocab_size, d_input=d_input, rngs=rngs)
-        self.blocks = stack_blocks(d_model, n_layers, mixer, rngs=rngs, **block_kwargs)
+        self.encoder = Encoder(d_model, vocab_size=vocab_size, d_input=d_input,
+                               precision=precision, rngs=rngs)
+        self.blocks = stack_blocks(d_model, n_layers, mixer, rngs=rngs, precision=precision,
+                                   **block_kwargs)
         self.pooling = pooling
 
     def sequence(self, inputs: Array, lengths: Array | None = None) -> tuple[Array, Array | None]:
@@ -102,9 +109,10 @@ class Classifier(nnx.Module):
     """
 
     def __init__(self, d_model: int, n_layers: int, n_classes: int, mixer: MixerFactory, *,
-                 rngs: nnx.Rngs, **encoder_kwargs):
-        self.backbone = SequenceEncoder(d_model, n_layers, mixer, rngs=rngs, **encoder_kwargs)
-        self.head = nnx.Linear(d_model, n_classes, rngs=rngs)
+                 precision: str = "fp32", rngs: nnx.Rngs, **encoder_kwargs):
+        self.backbone = SequenceEncoder(d_model, n_layers, mixer, precision=precision, rngs=rngs,
+                                        **encoder_kwargs)
+        self.head = nnx.Linear(d_model, n_classes, dot_general=dot_general(precision), rngs=rngs)
 
     def __call__(self, inputs: Array, lengths: Array | None = None) -> Array:
         return self.head(self.backbone(inputs, lengths))
@@ -127,10 +135,12 @@ class DualClassifier(nnx.Module):
     """
 
     def __init__(self, d_model: int, n_layers: int, n_classes: int, mixer: MixerFactory, *,
-                 rngs: nnx.Rngs, **encoder_kwargs):
-        self.backbone = SequenceEncoder(d_model, n_layers, mixer, rngs=rngs, **encoder_kwargs)
-        self.hidden = nnx.Linear(4 * d_model, d_model, rngs=rngs)
-        self.head = nnx.Linear(d_model, n_classes, rngs=rngs)
+                 precision: str = "fp32", rngs: nnx.Rngs, **encoder_kwargs):
+        self.backbone = SequenceEncoder(d_model, n_layers, mixer, precision=precision, rngs=rngs,
+                                        **encoder_kwargs)
+        self.hidden = nnx.Linear(4 * d_model, d_model, dot_general=dot_general(precision),
+                                 rngs=rngs)
+        self.head = nnx.Linear(d_model, n_classes, dot_general=dot_general(precision), rngs=rngs)
 
     def __call__(self, inputs1: Array, lengths1: Array | None, inputs2: Array,
                  lengths2: Array | None) -> Array:

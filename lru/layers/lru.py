@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from lru.ladder import get_rung
+from lru.precision import check_precision, matmul
 from lru.scan import bidirectional_recurrence, dense_recurrence
 
 Array = jax.Array
@@ -97,6 +98,8 @@ class LRU(nnx.Module):
       bidirectional: add a right-to-left recurrence.
       rung: a name from :data:`lru.ladder.RUNG_NAMES`; ``"lru"`` is the LRU itself.
       scan_method: method of :func:`lru.scan.linear_recurrence` for diagonal rungs.
+      precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16
+        operands, float32 accumulation; the recurrence always runs in float32).
       rngs: parameter RNG streams (uses ``rngs.params``).
     """
 
@@ -116,6 +119,7 @@ class LRU(nnx.Module):
         bidirectional: bool = False,
         rung: str = "lru",
         scan_method: str = "auto",
+        precision: str = "fp32",
         rngs: nnx.Rngs,
     ):
         spec = get_rung(rung)
@@ -135,6 +139,7 @@ class LRU(nnx.Module):
         self.rung = rung
         self.bidirectional = bidirectional
         self.scan_method = scan_method
+        self.precision = check_precision(precision)
         d, n, k = d_model, d_state, 2 if bidirectional else 1
 
         if spec.transition == "dense":
@@ -190,14 +195,14 @@ class LRU(nnx.Module):
         """
         spec = get_rung(self.rung)
         if spec.transition == "dense":
-            bu = u @ self.B[...].T
+            bu = matmul(u, self.B[...].T, self.precision)
         else:
             b_re, b_im = self.B_re[...], self.B_im[...]
             if spec.gamma:
                 gamma = jnp.exp(self.gamma_log[...])[:, None]
                 b_re, b_im = b_re * gamma, b_im * gamma
             # B u as one real matmul against [B_re; B_im] (one pass over u, a wider GEMM)
-            bu = u @ jnp.concatenate([b_re, b_im]).T
+            bu = matmul(u, jnp.concatenate([b_re, b_im]).T, self.precision)
             bu = jax.lax.complex(bu[..., : self.d_state], bu[..., self.d_state :])
         if mask is not None:
             bu = jnp.where(mask[..., None], bu, 0)
@@ -222,8 +227,9 @@ class LRU(nnx.Module):
         """
         x = self.states(u, mask)
         if get_rung(self.rung).transition == "dense":
-            y = x @ self.C[...].T
+            y = matmul(x, self.C[...].T, self.precision)
         else:  # Re(C x) = [Re x, Im x] @ [C_re, -C_im]^T: one real matmul
-            y = (jnp.concatenate([jnp.real(x), jnp.imag(x)], axis=-1)
-                 @ jnp.concatenate([self.C_re[...], -self.C_im[...]], axis=1).T)
+            y = matmul(jnp.concatenate([jnp.real(x), jnp.imag(x)], axis=-1),
+                       jnp.concatenate([self.C_re[...], -self.C_im[...]], axis=1).T,
+                       self.precision)
         return y + self.D[...] * u

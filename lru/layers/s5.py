@@ -34,6 +34,7 @@ from flax import nnx
 from scipy.linalg import block_diag
 
 from lru.layers.hippo import legs_normal
+from lru.precision import check_precision, matmul
 from lru.scan import METHODS, bidirectional_recurrence
 
 Array = jax.Array
@@ -97,6 +98,8 @@ class S5(nnx.Module):
       bidirectional: add a right-to-left scan read out by its own ``C``.
       step_rescale: multiplies ``Delta`` (e.g. evaluating at another sampling rate).
       scan_method: method of :func:`lru.scan.linear_recurrence`.
+      precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16 operands,
+        float32 accumulation; the recurrence runs in float32).
       rngs: parameter RNG streams (uses ``rngs.params``).
     """
 
@@ -127,8 +130,10 @@ class S5(nnx.Module):
         bidirectional: bool = False,
         step_rescale: float = 1.0,
         scan_method: str = "auto",
+        precision: str = "fp32",
         rngs: nnx.Rngs,
     ):
+        self.precision = check_precision(precision)
         _choice("discretization", discretization, DISCRETIZATIONS)
         _choice("C_init", C_init, C_INITS)
         _choice("scan_method", scan_method, ("auto",) + METHODS)
@@ -228,15 +233,17 @@ class S5(nnx.Module):
             return jnp.concatenate([_complex(self.C1[...]), _complex(self.C2[...])], axis=-1)
         return _complex(self.C[...])
 
-    @staticmethod
-    def _input(B_bar: Array, u: Array) -> Array:
-        """``B_bar u`` for real ``u (..., d)``: ``(..., n)`` complex, as two real matmuls."""
-        return jax.lax.complex(u @ jnp.real(B_bar).T, u @ jnp.imag(B_bar).T)
+    def _input(self, B_bar: Array, u: Array) -> Array:
+        """``B_bar u`` for real ``u (..., d)``: ``(..., n)`` complex, as one real matmul."""
+        n = B_bar.shape[0]
+        bu = matmul(u, jnp.concatenate([jnp.real(B_bar), jnp.imag(B_bar)]).T, self.precision)
+        return jax.lax.complex(bu[..., :n], bu[..., n:])
 
     def _readout(self, x: Array, u: Array) -> Array:
         """``c Re(C~ x) + D u`` with ``c = 2`` under ``conj_sym``."""
         C = self.output_matrix()
-        y = jnp.real(x) @ jnp.real(C).T - jnp.imag(x) @ jnp.imag(C).T
+        y = matmul(jnp.concatenate([jnp.real(x), jnp.imag(x)], axis=-1),
+                   jnp.concatenate([jnp.real(C), -jnp.imag(C)], axis=1).T, self.precision)
         if self.conj_sym:
             y = 2.0 * y
         return y + self.D[...] * u
