@@ -1,7 +1,8 @@
-"""``python -m tasks``: generate LRA data offline, or check a data folder.
+"""``python -m tasks``: generate data offline (LRA tasks, the synthetic recall), or check a folder.
 
     python -m tasks generate listops --out DATA [--n-train 96000 ...]
     python -m tasks generate pathfinder --out DATA [--n-examples 200000 --resolution 32 ...]
+    python -m tasks generate recall --out DATA [--n-train 4000 --min-length 256 ...]
     python -m tasks check listops --data-dir DATA [--json] [--option max_length=512]
 """
 
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="write a data set in the official LRA layout")
+    gen = sub.add_parser("generate", help="write a data set (LRA tasks in the official layout)")
     gen_sub = gen.add_subparsers(dest="task", required=True)
     lo = gen_sub.add_parser("listops", help="ListOps by LRA's algorithm (defaults = LRA's)",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -104,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--seed", type=int, default=0, help="random seed")
     pf.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
+    rc = gen_sub.add_parser("recall", help="the synthetic recall task (not LRA): a key, then "
+                            "distractors", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rc.add_argument("--out", type=Path, required=True, help="folder to write recall/ into")
+    rc.add_argument("--n-train", type=int, default=4000, help="training examples")
+    rc.add_argument("--n-val", type=int, default=500, help="validation examples")
+    rc.add_argument("--n-test", type=int, default=500, help="test examples")
+    rc.add_argument("--min-length", type=int, default=256, help="shortest sequence (key included)")
+    rc.add_argument("--max-length", type=int, default=512, help="longest sequence (key included)")
+    rc.add_argument("--n-distractors", type=int, default=1,
+                    help="distinct distractor tokens after the key (1: a filler; at most 15)")
+    rc.add_argument("--seed", type=int, default=0, help="random seed")
+
     ck = sub.add_parser("check", help="validate a data folder and print split statistics")
     ck.add_argument("task", choices=tasks.TASK_NAMES)
     ck.add_argument("--data-dir", type=Path, required=True,
@@ -126,6 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                               n_test=args.n_test, max_depth=args.max_depth,
                               max_args=args.max_args, min_length=args.min_length,
                               max_length=args.max_length, seed=args.seed)
+            print(f"wrote {folder}")
+        elif args.command == "generate" and args.task == "recall":
+            from tasks.generate.recall import generate
+
+            folder = generate(args.out, n_train=args.n_train, n_val=args.n_val,
+                              n_test=args.n_test, min_length=args.min_length,
+                              max_length=args.max_length, n_distractors=args.n_distractors,
+                              seed=args.seed)
             print(f"wrote {folder}")
         elif args.command == "generate":
             from tasks.generate.pathfinder import generate

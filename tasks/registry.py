@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks import image, listops, pathfinder, retrieval, text
+from tasks import image, listops, pathfinder, recall, retrieval, text
 
 _READERS = (
     listops,
@@ -10,6 +10,7 @@ _READERS = (
     text,
     retrieval,
     image,
+    recall,
 )
 
 TASKS = {task.name: task for module in _READERS for task in module.TASKS}
