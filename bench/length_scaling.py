@@ -44,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated sequence lengths")
     p.add_argument("--methods", default="auto", help="comma-separated model.scan_method values")
     p.add_argument("--repeats", type=int, default=2, help="timed steps per length (0: memory only)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="trainer.precision: bf16 = bfloat16 matmuls, float32 accumulation")
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "length_scaling.json",
                    help="where to write the JSON results")
     args = p.parse_args(argv)
@@ -89,12 +91,13 @@ def main(argv=None) -> dict:
 
     args = parse_args(argv)
     tune_cpu_allocator()
-    ns = argparse.Namespace(batch=args.batch, layers=args.layers)
+    ns = argparse.Namespace(batch=args.batch, layers=args.layers, precision=args.precision)
     data = {"benchmark": "LRU Path-X training step against sequence length",
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "jax_version": jax.__version__, "backend": jax.default_backend(),
             "device_kind": jax.devices()[0].device_kind, "python": platform.python_version(),
-            "batch": args.batch, "layers": args.layers, "results": {}}
+            "batch": args.batch, "layers": args.layers, "precision": args.precision,
+            "results": {}}
     print(f"{'method':<12} {'length':>6} {'temp MiB':>9} {'x 1st':>6} {'step s':>7} {'tokens/s':>9}")
     for method in args.methods:
         cfg = compose("pathx", method, ns)

@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=None, help="override the paper's batch size")
     p.add_argument("--length", type=int, default=None, help="override the task's length")
     p.add_argument("--layers", type=int, default=None, help="override the number of layers")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="trainer.precision: bf16 = bfloat16 matmuls, float32 accumulation")
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "lra_steps.json",
                    help="where to write the JSON results")
     args = p.parse_args(argv)
@@ -71,6 +73,8 @@ def compose(task: str, method: str, args):
         overrides.append(f"trainer.batch_size={args.batch}")
     if args.layers:
         overrides.append(f"model.n_layers={args.layers}")
+    if getattr(args, "precision", "fp32") != "fp32":
+        overrides.append(f"trainer.precision={args.precision}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
 
@@ -160,7 +164,7 @@ def main(argv=None) -> dict:
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "jax_version": jax.__version__, "backend": jax.default_backend(),
             "device_kind": jax.devices()[0].device_kind, "python": platform.python_version(),
-            "paper": "LRU paper Table 4 (A100)", "results": {}}
+            "precision": args.precision, "paper": "LRU paper Table 4 (A100)", "results": {}}
     print(f"{'task':<11} {'method':<12} {'batch':>5} {'length':>6} {'step ms':>9} "
           f"{'steps/s':>8} {'paper':>6} {'ratio':>6} {'compile s':>9}")
     for task in args.tasks:
