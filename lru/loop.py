@@ -29,17 +29,27 @@ from tqdm import tqdm
 import tasks
 from lru.batching import TrainBatches, eval_batches
 from lru.checkpoints import Checkpoints
-from lru.config import validate
+from lru.config import ModelConfig, validate
+from lru.griffin.classifier import GriffinBackbone, GriffinClassifier, GriffinDualClassifier
 from lru.ladder import get_rung
-from lru.layers import LRU, S4, S4D, S5
+from lru.layers import LRU, S4, S4D, S5, RGLRULayer
 from lru.layers.lru import UNIT_DISK
 from lru.models import Classifier, DualClassifier
 from lru.optim import OptimizerSettings, ParamGroup, make_optimizer
 from lru.runfiles import MetricsLog, write_atomic, write_json
 from lru.sharding import check_divisible, data_sharding, shard_batch
 
-#: Sequence layers selectable as ``model.layer``.
-LAYERS = {"lru": LRU, "s4": S4, "s4d": S4D, "s5": S5}
+#: Sequence layers selectable as ``model.layer``: mixers inside the harness's residual block,
+#: or whole backbones with their own residual blocks (:data:`BACKBONES`).
+LAYERS = {"lru": LRU, "rg_lru": RGLRULayer, "s4": S4, "s4d": S4D, "s5": S5,
+          "hawk": GriffinBackbone, "griffin": GriffinBackbone}
+#: ``model.layer`` values that are whole backbones (Hawk/Griffin, lru.griffin.classifier).
+BACKBONES = ("hawk", "griffin")
+#: Arguments a backbone takes from the model config's own keys, not from layer_options.
+BACKBONE_ARGS = {"self", "d_model", "d_state", "n_layers", "pattern", "scan_method",
+                 "vocab_size", "d_input", "pooling", "dropout", "bidirectional", "rngs"}
+#: Keys of the harness's residual block, which Hawk/Griffin's own blocks do not read.
+HARNESS_BLOCK_KEYS = ("norm", "bn_momentum", "prenorm", "glu")
 
 
 class NonFiniteError(RuntimeError):
@@ -74,26 +84,23 @@ def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
 def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
     """``mixer(rngs=...)`` building one sequence layer of ``cfg.model``.
 
-    The LRU takes its rung (``cfg.ablation.rung``), ring and scan method from ``cfg.model``;
-    every other layer takes ``cfg.model.layer_options`` as keyword arguments, checked
+    The LRU takes its rung (``cfg.ablation.rung``), ring and scan method from ``cfg.model``
+    (the RG-LRU its scan method); every other layer takes ``cfg.model.layer_options`` as keyword arguments, checked
     against its constructor so that a misspelt option names itself. A layer whose kernel
     depends on a maximum length (S4's ``l_max``) gets the task's unless the options set it,
     so that padding never changes an output.
     """
     m = cfg.model
     layer = LAYERS[m.layer]
-    options = OmegaConf.to_container(m.layer_options, resolve=True)
-    accepted = set(inspect.signature(layer.__init__).parameters)
-    allowed = sorted(accepted - {"self", "d_model", "d_state", "bidirectional", "rngs",
-                                 "precision"})
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"model.layer_options: {unknown} are not options of "
-                         f"model.layer={m.layer!r}; its options are {allowed}")
+    options = layer_options(m, {"self", "d_model", "d_state", "bidirectional", "rngs",
+                                "precision"})
+    allowed = set(inspect.signature(layer.__init__).parameters)
+    if "precision" in allowed:  # the layer's own matmuls follow trainer.precision
+        options["precision"] = cfg.trainer.precision
     if "l_max" in allowed and options.get("l_max") is None:
         options["l_max"] = meta.max_length
-    if "precision" in accepted:  # the layer's own matmuls follow trainer.precision
-        options["precision"] = cfg.trainer.precision
+    if m.layer == "rg_lru":
+        options = {"scan_method": m.scan_method, **options}
     if m.layer == "lru":
         ring = (m.r_min, m.r_max, m.max_phase)
         if not get_rung(cfg.ablation.rung).ring_init:
@@ -104,9 +111,47 @@ def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
                              **options)
 
 
+def layer_options(m: DictConfig, fixed: set[str]) -> dict[str, Any]:
+    """``m.layer_options`` as a dict, checked against ``LAYERS[m.layer]``'s constructor.
+
+    ``fixed``: constructor arguments that come from elsewhere, never from the options.
+    """
+    options = OmegaConf.to_container(m.layer_options, resolve=True)
+    allowed = sorted(set(inspect.signature(LAYERS[m.layer].__init__).parameters) - fixed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"model.layer_options: {unknown} are not options of "
+                         f"model.layer={m.layer!r}; its options are {allowed}")
+    return options
+
+
+def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
+    """A Hawk or Griffin classifier (``model.layer`` in :data:`BACKBONES`).
+
+    ``model.d_state`` is the RG-LRU's width (``D_RNN``); ``layer_options`` are the
+    backbone's (heads, MLP expansion, attention window, ...).
+    """
+    m = cfg.model
+    for key in HARNESS_BLOCK_KEYS:
+        default = getattr(ModelConfig, key)
+        if m[key] != default:
+            raise ValueError(f"model.{key}={m[key]!r} does not apply to model.layer={m.layer!r}, "
+                             f"whose residual blocks are Griffin's (RMSNorm, GeGLU MLP); leave "
+                             f"model.{key} at its default {default!r}")
+    options = layer_options(m, BACKBONE_ARGS)
+    inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
+    cls = GriffinDualClassifier if meta.dual else GriffinClassifier
+    return cls(m.d_model, m.d_state, m.n_layers, meta.n_classes, pattern=m.layer,
+               scan_method=m.scan_method, pooling=m.pooling, dropout=m.dropout,
+               bidirectional=m.bidirectional, rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1),
+               **inputs, **options)
+
+
 def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
     """The classifier ``cfg.model`` describes, with the rung ``cfg.ablation.rung`` (LRU)."""
     m = cfg.model
+    if m.layer in BACKBONES:
+        return build_backbone_model(cfg, meta)
     mixer = make_mixer(cfg, meta)
     inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
     cls = DualClassifier if meta.dual else Classifier
