@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import jax
-from flax import nnx
 
 from lra_steps import compose, synthetic_batch  # bench/ sibling: the same config and batches
 
@@ -56,15 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def measure(cfg, meta, batch_size: int, repeats: int) -> dict:
     """Planned memory (MiB) of one compiled training step, and its median time."""
-    from lru.loop import build_model, make_train_step, optimizer_settings
-    from lru.optim import make_optimizer
+    from lru.loop import start_training
 
-    model = build_model(cfg, meta)
-    tx, _ = make_optimizer(model, optimizer_settings(cfg))
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = (params, rest, tx.init(params))
-    step = make_train_step(graphdef, tx, dual=False, seed=0)
+    run = start_training(cfg, meta)
+    step, state = run.step, run.state
     batch = synthetic_batch(meta, batch_size)
     memory = step.lower(state, batch, 0).compile().memory_analysis()
     out = {"temp_MiB": memory.temp_size_in_bytes / 2**20,

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from flax import nnx
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("image", "listops", "text", "retrieval", "pathfinder", "pathx")
@@ -111,20 +110,15 @@ def paper_steps_per_s() -> dict[str, float]:
 
 def bench_task(task: str, method: str, args) -> dict:
     import tasks
-    from lru.loop import build_model, make_train_step, optimizer_settings
-    from lru.optim import make_optimizer
+    from lru.loop import start_training
 
     cfg = compose(task, method, args)
     reader = tasks.get_task(cfg.task.name)
     meta = reader.meta(tasks.resolve_options(cfg.task.name, **cfg.task.options))
     if args.length:
         meta = dataclasses.replace(meta, max_length=args.length)
-    model = build_model(cfg, meta)
-    tx, _ = make_optimizer(model, optimizer_settings(cfg))
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = (params, rest, tx.init(params))
-    step = make_train_step(graphdef, tx, dual=meta.dual, seed=0)
+    run = start_training(cfg, meta)
+    step, state, params = run.step, run.state, run.state[0]
     batch = synthetic_batch(meta, cfg.trainer.batch_size)
 
     t0 = time.perf_counter()

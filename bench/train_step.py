@@ -47,7 +47,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from omegaconf import OmegaConf
 
 from lru.cpu_allocator import tune_cpu_allocator
@@ -121,16 +120,11 @@ def build_ours(cfg, time_len: int):
     """(step, state, model): the trainer's jitted step, its initial state, the model (of
     whichever layer ``cfg.model.layer`` names: the baselines are built the same way)."""
     import tasks
-    from lru.loop import build_model, make_train_step, optimizer_settings
-    from lru.optim import make_optimizer
+    from lru.loop import start_training
 
     meta = tasks.TaskMeta(name="listops", n_classes=CLASSES, max_length=time_len, vocab_size=VOCAB)
-    model = build_model(cfg, meta)
-    tx, _ = make_optimizer(model, optimizer_settings(cfg))
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    step = make_train_step(graphdef, tx, dual=False, seed=cfg.seed)
-    return step, (params, rest, tx.init(params)), model
+    run = start_training(cfg, meta)
+    return run.step, run.state, run.model
 
 
 # --------------------------------------------------------------------------- per-example

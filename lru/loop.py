@@ -10,6 +10,7 @@ checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop cleanly.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import signal
@@ -182,6 +183,37 @@ def _forward(model, batch, dual: bool):
     return model(batch["inputs"], batch["lengths"])
 
 
+@dataclasses.dataclass
+class Training:
+    """What a training run steps: the model, its optimizer and the functional pieces.
+
+    Attributes:
+      model: the model, in train mode (the source of ``graphdef``).
+      graphdef: ``nnx.split(model, nnx.Param, ...)[0]``.
+      state: ``(params, rest, opt_state)``, the initial training state.
+      tx: the optax transformation (:func:`lru.optim.make_optimizer`).
+      lr_fn: the base learning-rate schedule.
+      step: :func:`make_train_step`'s jitted ``step(state, batch, step_no)``.
+    """
+
+    model: nnx.Module
+    graphdef: Any
+    state: tuple
+    tx: optax.GradientTransformation
+    lr_fn: optax.Schedule
+    step: Any
+
+
+def start_training(cfg: DictConfig, meta: tasks.TaskMeta) -> Training:
+    """Build ``cfg``'s model for ``meta``'s task, its optimizer, initial state and step."""
+    model = build_model(cfg, meta)
+    tx, lr_fn = make_optimizer(model, optimizer_settings(cfg))
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return Training(model, graphdef, (params, rest, tx.init(params)), tx, lr_fn,
+                    make_train_step(graphdef, tx, dual=meta.dual, seed=cfg.seed))
+
+
 def make_train_step(graphdef, tx, *, dual: bool, seed: int):
     """``step(state, batch, step_no) -> (state, metrics)``, jitted, with ``state`` donated."""
     base_key = jax.random.key(seed)
@@ -301,14 +333,12 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     sharding = data_sharding()
     data = load_data(cfg)
     meta = data["train"].meta
-    model = build_model(cfg, meta)
-    settings = optimizer_settings(cfg)
-    tx, lr_fn = make_optimizer(model, settings)
+    run = start_training(cfg, meta)
+    model, state, lr_fn, train_step = run.model, run.state, run.lr_fn, run.step
+    params = state[0]
     model.eval()
     eval_graphdef = nnx.split(model, nnx.Param, ...)[0]
     model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = (params, rest, tx.init(params))
     summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
                    majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
 
@@ -325,7 +355,6 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
 
     batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
                            bucket=cfg.trainer.bucket)
-    train_step = make_train_step(graphdef, tx, dual=meta.dual, seed=cfg.seed)
     eval_step = make_eval_step(eval_graphdef, dual=meta.dual)
     steps = cfg.trainer.steps
     status, tokens, window_start = "finished", 0, time.time()

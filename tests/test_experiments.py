@@ -13,7 +13,6 @@ fixed.
 
 from __future__ import annotations
 
-import math
 import pickle
 from pathlib import Path
 

@@ -9,18 +9,15 @@ states, so no method keeps an O(L log L) tree of partial products for the backwa
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
-from flax import nnx
 from hydra import compose, initialize_config_dir
 
 import tasks
 from lru.config import register
-from lru.loop import build_model, make_train_step, optimizer_settings
-from lru.optim import make_optimizer
+from lru.loop import start_training
 
 REPO = Path(__file__).resolve().parents[1]
 register()
@@ -33,17 +30,12 @@ def planned_temp_bytes(method: str, length: int) -> int:
             "run_dir=unused", "model.d_model=16", "model.d_state=16", "model.n_layers=1",
             "model.bidirectional=true", f"model.scan_method={method}"])
     meta = tasks.TaskMeta(name="listops", n_classes=10, max_length=length, vocab_size=16)
-    model = build_model(cfg, meta)
-    tx, _ = make_optimizer(model, optimizer_settings(cfg))
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = (params, rest, tx.init(params))
-    step = make_train_step(graphdef, tx, dual=False, seed=0)
+    run = start_training(cfg, meta)
     rng = np.random.default_rng(0)
     batch = {"inputs": rng.integers(1, 16, (2, length)).astype(np.int32),
              "lengths": np.full(2, length, np.int32),
              "labels": rng.integers(0, 10, 2).astype(np.int32)}
-    return step.lower(state, batch, 0).compile().memory_analysis().temp_size_in_bytes
+    return run.step.lower(run.state, batch, 0).compile().memory_analysis().temp_size_in_bytes
 
 
 @pytest.mark.parametrize("method", ["inplace", "associative", "chunked", "sequential"])
