@@ -139,6 +139,10 @@ def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
             raise ValueError(f"model.{key}={m[key]!r} does not apply to model.layer={m.layer!r}, "
                              f"whose residual blocks are Griffin's (RMSNorm, GeGLU MLP); leave "
                              f"model.{key} at its default {default!r}")
+    if cfg.trainer.precision != "fp32":
+        raise ValueError(f"trainer.precision={cfg.trainer.precision!r} is not implemented for "
+                         f"model.layer={m.layer!r} (its Griffin blocks compute in float32); use "
+                         f"trainer.precision=fp32, or a layer that takes it (lru, s5)")
     options = layer_options(m, BACKBONE_ARGS)
     inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
     cls = GriffinDualClassifier if meta.dual else GriffinClassifier

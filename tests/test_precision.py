@@ -96,3 +96,14 @@ def test_bad_trainer_precision_is_rejected_with_the_key():
         cfg = compose(config_name="config", overrides=["run_dir=unused", "trainer.precision=fp8"])
     with pytest.raises(ValueError, match=r"trainer.precision='fp8' is not valid; choose one of"):
         validate(cfg)
+
+
+def test_bf16_on_a_model_without_it_is_an_error_not_a_silent_fp32_run():
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "run_dir=unused", "model=hawk", "trainer.precision=bf16", "model.d_model=16",
+            "model.d_state=16", "model.n_layers=1"])
+    meta = tasks.TaskMeta(name="listops", n_classes=10, max_length=32, vocab_size=16)
+    with pytest.raises(ValueError, match=r"trainer.precision='bf16' is not implemented for "
+                                         r"model.layer='hawk'.*trainer.precision=fp32"):
+        build_model(cfg, meta)
