@@ -8,10 +8,13 @@
 # Writes logs and JSON into ${OUT:-results/bench/gpu}:
 #   1. the scan tests of every method on the GPU, the Pallas kernel among them (-k pallas);
 #   2. bench/scan.py at 32 x 1024 x 128 (the CPU shape) and at Path-X's 32 x 16384 x 256;
-#   3. bench/lra_steps.py: steps/s at the LRU paper's LRA shapes, associative vs pallas, and
-#      with trainer.precision=bf16;
-#   4. bench/length_scaling.py: planned memory and tokens/s of the Path-X step, 1k to 16k.
+#   3. bench/lra_steps.py: steps/s at the LRU paper's LRA shapes, associative vs pallas;
+#   4. the same with trainer.precision=bf16;
+#   5. bench/length_scaling.py: planned memory and tokens/s of the Path-X step, 1k to 16k.
+# Two parts, each inside one 10-minute device call: `bash bench/gpu.sh core` (1-3) and
+# `bash bench/gpu.sh extra` (4-5); no argument runs both.
 set -u
+PART=${1:-all}
 OUT=${OUT:-results/bench/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -22,12 +25,16 @@ if [ -d .whl ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
 python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())" | tee -a "$OUT/device.txt"
+if [ "$PART" != extra ]; then
 timeout 100 python3 -m pytest tests/test_scan.py -q -x -k pallas -p no:cacheprovider 2>&1 | tail -25 | tee "$OUT/pytest_pallas.log"
 timeout 60 python3 bench/scan.py --out "$OUT/scan_1k.json" 2>&1 | tail -12 | tee "$OUT/scan_1k.log"
 timeout 240 python3 bench/lra_steps.py --methods associative,pallas --repeats 10 \
   --out "$OUT/lra_steps.json" 2>&1 | grep -v Warning | tail -20 | tee "$OUT/lra_steps.log"
 timeout 60 python3 bench/scan.py --time 16384 --state 256 --repeats 5 --out "$OUT/scan_16k.json" 2>&1 | tail -12 | tee "$OUT/scan_16k.log"
+fi
+if [ "$PART" != core ]; then
 timeout 200 python3 bench/lra_steps.py --methods associative --precision bf16 --repeats 10 \
   --out "$OUT/lra_steps_bf16.json" 2>&1 | grep -v Warning | tail -10 | tee "$OUT/lra_steps_bf16.log"
 timeout 200 python3 bench/length_scaling.py --batch 32 --layers 6 --methods associative --repeats 5 \
   --out "$OUT/length_scaling.json" 2>&1 | grep -v Warning | tail -8 | tee "$OUT/length_scaling.log"
+fi
