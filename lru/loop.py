@@ -85,29 +85,30 @@ def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
 def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
     """``mixer(rngs=...)`` building one sequence layer of ``cfg.model``.
 
-    The LRU takes its rung (``cfg.ablation.rung``), ring and scan method from ``cfg.model``
-    (the RG-LRU its scan method); every other layer takes ``cfg.model.layer_options`` as keyword arguments, checked
-    against its constructor so that a misspelt option names itself. A layer whose kernel
-    depends on a maximum length (S4's ``l_max``) gets the task's unless the options set it,
-    so that padding never changes an output.
+    The LRU takes its rung (``cfg.ablation.rung``) and ring from ``cfg.model``; every layer
+    that has them takes ``model.scan_method`` and ``trainer.precision``; otherwise a layer
+    takes ``cfg.model.layer_options`` as keyword arguments, checked against its constructor
+    so that a misspelt option names itself. A layer whose kernel depends on a maximum length
+    (S4's ``l_max``) gets the task's unless the options set it, so that padding never
+    changes an output.
     """
     m = cfg.model
     layer = LAYERS[m.layer]
     options = layer_options(m, {"self", "d_model", "d_state", "bidirectional", "rngs",
                                 "precision"})
-    allowed = set(inspect.signature(layer.__init__).parameters)
-    if "precision" in allowed:  # the layer's own matmuls follow trainer.precision
+    accepted = set(inspect.signature(layer.__init__).parameters)
+    if "precision" in accepted:  # the layer's own matmuls follow trainer.precision
         options["precision"] = cfg.trainer.precision
-    if "l_max" in allowed and options.get("l_max") is None:
+    if "l_max" in accepted and options.get("l_max") is None:
         options["l_max"] = meta.max_length
-    if m.layer == "rg_lru":
+    if "scan_method" in accepted:  # layer_options may still name one for this layer alone
         options = {"scan_method": m.scan_method, **options}
     if m.layer == "lru":
         ring = (m.r_min, m.r_max, m.max_phase)
         if not get_rung(cfg.ablation.rung).ring_init:
             ring = (0.0, 1.0, UNIT_DISK[2])  # rungs before 'ring' initialise on the unit disk
         options = {"r_min": ring[0], "r_max": ring[1], "max_phase": ring[2],
-                   "rung": cfg.ablation.rung, "scan_method": m.scan_method, **options}
+                   "rung": cfg.ablation.rung, **options}
     return functools.partial(layer, m.d_model, m.d_state, bidirectional=m.bidirectional,
                              **options)
 

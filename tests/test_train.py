@@ -252,3 +252,14 @@ def test_baselines_learn_in_a_short_run(model, tmp_path, data_dir):
     summary = train(cfg)
     assert summary["status"] == "finished", summary.get("reason")
     assert summary["test_accuracy"] > summary["majority_rate"] + 0.1, summary
+
+
+@pytest.mark.parametrize("layer", ["lru", "s5", "rg_lru"])
+def test_model_scan_method_reaches_every_layer_that_has_one(layer):
+    import tasks
+    from lru.loop import make_mixer
+
+    cfg = compose_cfg(["run_dir=unused", f"model={layer}", "model.scan_method=sequential",
+                       "model.d_model=8", "model.d_state=8"])
+    meta = tasks.TaskMeta(name="listops", n_classes=10, max_length=16, vocab_size=16)
+    assert make_mixer(cfg, meta).keywords["scan_method"] == "sequential"
