@@ -11,6 +11,7 @@ The app only wires Hydra to :func:`lru.loop.train`, which does the work.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -29,6 +30,8 @@ def main(cfg: DictConfig) -> float | None:
     from lru.loop import train
 
     tune_cpu_allocator()
+    # Hydra logs at INFO; JAX's backend probe ("Unable to initialize backend 'tpu'") is noise.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     if cfg.trainer.distributed:
         from lru.sharding import initialize_distributed
 
