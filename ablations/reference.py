@@ -6,7 +6,8 @@ files add their coordinates, e.g. ``r_min, r_max``). ``results/reference/SOURCES
 where each table was read. :func:`load` reads and validates one file; :func:`paper_numbers`
 gives the numbers the ablation tables put beside ours.
 
-Files: ``lra`` (LRU paper Table 3, S4 paper Table 4, the S5 paper's own row), ``lru_ladder``
+Files: ``lra`` (LRU paper Table 3, S4 paper Table 4, the S5 paper's own row, the S4D paper's
+rows as quoted by a later paper), ``lru_ladder``
 (LRU paper Tables 1, 2, 6, 7, 8), ``lru_rmin_rmax`` (Table 5), ``lru_speed`` (Table 4),
 ``lru_ring`` (Table 8's rings and phase range), ``lru_hparams`` (Table 9).
 """
