@@ -1,7 +1,8 @@
 """Tests for the Griffin/Hawk language model (``lru.griffin.model``) and the conversion of
 official RecurrentGemma parameters (``lru.griffin.convert``).
 
-* Preset parameter counts equal the published ones, computed from shapes only.
+* Preset parameter counts equal the published ones, computed from shapes only; the Griffin
+  paper's sizes (Table 2, 16 RG-LRU gate blocks) round to the sizes the paper prints.
 * The RecurrentGemma details: embedding scale rounded in bfloat16, tied decoding, soft cap.
 * A tiny random tree in the official Flax layout converts to a model whose logits equal an
   independent float64 NumPy implementation of the reference's forward pass written here
@@ -12,6 +13,7 @@ official RecurrentGemma parameters (``lru.griffin.convert``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +26,7 @@ from flax import nnx
 from lru.griffin import PRESETS, GriffinConfig, GriffinLM, count_params, griffin_pattern, preset
 from lru.griffin.convert import (config_from_params, from_recurrentgemma,
                                  load_recurrentgemma_checkpoint, to_recurrentgemma)
-from lru.griffin.model import Embedder
+from lru.griffin.model import PAPER_GATE_BLOCKS, PAPER_SHAPES, PAPER_SIZES, Embedder
 
 # --------------------------------------------------------------------------- counts
 
@@ -38,9 +40,15 @@ PUBLISHED_2B = (2_682_862_080, 2_027_502_080)
 HF_9B = 9_628_553_216
 
 
+#: :func:`count_params`, once per configuration (the 13 paper presets are counted by several
+#: tests; each count builds the model abstractly, about 0.1 s per block).
+cached_count = functools.lru_cache(maxsize=None)(count_params)
+
+
 def closed_form_count(c: GriffinConfig) -> int:
     """Parameters of the reference's modules, counted by hand from their shapes."""
     d, m, r, h = c.width, c.mlp_expanded_width, c.lru_width or c.width, c.num_heads
+    g = c.num_gate_blocks or h  # RG-LRU gate blocks
     e = d // h
     total = c.vocab_size * d + d  # embedding, final norm
     for kind in c.block_types:
@@ -48,7 +56,7 @@ def closed_form_count(c: GriffinConfig) -> int:
         if kind == "recurrent":
             total += 2 * (d * r + r) + r * d + d  # linear_x, linear_y, linear_out
             total += 4 * r + r + r  # conv_1d w, b; a_param
-            total += 2 * (h * (r // h) ** 2 + r)  # input_gate, a_gate
+            total += 2 * (g * (r // g) ** 2 + r)  # input_gate, a_gate
         else:
             total += d * d + 2 * d * e + d * d + d  # proj_q, proj_k, proj_v, proj_final
     return total
@@ -61,22 +69,77 @@ def test_recurrentgemma_2b_count_equals_the_published_count():
 def test_every_preset_count_and_no_allocation():
     for name in PRESETS:
         cfg = preset(name)
-        total, non_embedding = count_params(cfg)
+        total, non_embedding = cached_count(cfg)
         assert total == closed_form_count(cfg), name
         assert total - non_embedding == cfg.vocab_size * cfg.width
-    total_9b, _ = count_params(preset("recurrentgemma-9b"))
+    total_9b, _ = cached_count(preset("recurrentgemma-9b"))
     assert total_9b + 256_000 * 4096 == HF_9B
     # the presets are the reference's Preset values
-    cfg = preset("griffin-7b")
+    cfg = preset("griffin-paper-7b")
     assert (cfg.width, cfg.lru_width, cfg.num_heads, cfg.num_layers) == (4096, 5632, 32, 32)
     assert cfg.attention_window_size == 1024 and not cfg.embeddings_scale_by_sqrt_dim
-    assert set(preset("hawk-7b").block_types) == {"recurrent"}
+    assert cfg.num_gate_blocks is None and cfg.gate_blocks == 32  # the release: one per head
+    assert set(preset("hawk-paper-7b").block_types) == {"recurrent"}
     # counting builds the model abstractly: every leaf is a shape, not an array
     abstract = nnx.eval_shape(lambda: GriffinLM(preset("recurrentgemma-9b"), rngs=nnx.Rngs(0)))
     leaves = jax.tree.leaves(nnx.state(abstract))
     assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
     with pytest.raises(ValueError, match="recurrentgemma-2b"):
         preset("gemma-2b")
+
+
+def test_paper_presets_match_the_published_sizes():
+    """Table 2's shapes with §4.1's 16 gate blocks give the paper's printed sizes."""
+    published = sorted({size.params for size in PAPER_SIZES.values()})
+    assert len(PAPER_SIZES) == 13 and set(PAPER_SIZES) <= set(PRESETS)
+    for name, size in PAPER_SIZES.items():
+        cfg = preset(name)
+        width, lru_width, depth, heads = PAPER_SHAPES[name.split("-")[1]]
+        assert (cfg.width, cfg.lru_width, cfg.num_layers, cfg.num_heads) == (
+            width, lru_width, depth, heads), name
+        assert cfg.mlp_expanded_width == 3 * width and width // heads == 128, name
+        assert cfg.num_gate_blocks == PAPER_GATE_BLOCKS == 16, name
+        assert (cfg.attention_window_size, cfg.embeddings_scale_by_sqrt_dim,
+                cfg.logits_soft_cap) == (1024, False, 0.0), name
+        expected_types = set(cfg.block_types) == ({"recurrent"} if name.startswith("hawk")
+                                                  else {"recurrent", "attention"})
+        assert expected_types, name
+        _, non_embedding = cached_count(cfg)
+        assert abs(non_embedding - size.params) <= size.tolerance, (name, non_embedding, size)
+        # the check discriminates: no other printed size is as close
+        assert min(published, key=lambda p: abs(non_embedding - p)) == size.params, name
+
+
+def test_gate_block_count_changes_the_count_by_the_closed_form():
+    """The count sees the gate blocks: 16 vs one per head differ by 2 N_rec (r²/16 - r²/h)."""
+    for name in PAPER_SIZES:
+        cfg = preset(name)
+        r, h = cfg.lru_width, cfg.num_heads
+        if r % h:  # 6, 12, 24, 40 heads: the release's gates cannot be built (module doc)
+            with pytest.raises(ValueError, match=f"num_heads={h} must divide lru_width={r}"):
+                dataclasses.replace(cfg, num_gate_blocks=None)
+            continue
+        per_head = dataclasses.replace(cfg, num_gate_blocks=None)  # the release's convention
+        n_rec = cfg.block_types.count("recurrent")
+        diff = cached_count(cfg)[1] - cached_count(per_head)[1]
+        assert diff == 2 * n_rec * (r * r // 16 - r * r // h), name
+        assert cached_count(per_head)[0] == closed_form_count(per_head), name
+    # the paper's 7B shapes are the release's GRIFFIN_PAPER_7B but for the gate blocks
+    paper, release = preset("griffin-7b"), preset("griffin-paper-7b")
+    assert dataclasses.replace(paper, num_gate_blocks=None) == release
+    assert cached_count(paper)[1] - cached_count(release)[1] == 2 * 22 * (5632**2 // 32)
+
+
+def test_gate_blocks_are_validated():
+    with pytest.raises(ValueError, match="num_gate_blocks=5 must be a positive divisor of "
+                                         "lru_width=24"):
+        tiny_config(num_gate_blocks=5)
+    with pytest.raises(ValueError, match="num_heads=2 must divide lru_width=25.*num_gate_blocks"):
+        tiny_config(num_heads=2, lru_width=25)  # the heads set the gates: 2 does not divide 25
+    with pytest.raises(ValueError, match="num_heads=3 must divide width=16"):
+        tiny_config(num_heads=3, num_gate_blocks=4)
+    cfg = tiny_config(num_heads=2, lru_width=25, num_gate_blocks=5)  # heads need not divide r
+    assert cfg.gate_blocks == 5 and preset("griffin-1b").gate_blocks == 16
 
 
 # --------------------------------------------------------------------------- LM details
@@ -308,6 +371,50 @@ def test_hyperparameters_come_from_a_preset_or_keywords():
     del broken["blocks.1"]["recurrent_block"]["conv_1d"]
     with pytest.raises(ValueError, match="conv_1d"):
         from_recurrentgemma(broken, **HYPER)
+
+
+def test_paper_shaped_model_runs_and_round_trips():
+    """A Griffin-100M-like model (heads not dividing D_RNN, 16 gate blocks) converts both ways."""
+    cfg = GriffinConfig(vocab_size=37, width=96, mlp_expanded_width=288, num_heads=3,
+                        block_types=griffin_pattern(3), lru_width=128, num_gate_blocks=16,
+                        attention_window_size=4, embeddings_scale_by_sqrt_dim=False,
+                        logits_soft_cap=0.0)
+    model = GriffinLM(cfg, rngs=nnx.Rngs(0))
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 37, (2, 8)))
+    logits = model(tokens)
+    assert logits.shape == (2, 8, 37) and bool(jnp.isfinite(logits).all())
+    assert model.blocks[0].recurrent_block.rg_lru.a_gate.w.shape == (16, 8, 8)
+    assert model.blocks[2].attention_block.proj_k.kernel.shape == (96, 32)
+    tree = to_recurrentgemma(model)
+    hyper = dict(attention_window_size=4, embeddings_scale_by_sqrt_dim=False,
+                 logits_soft_cap=0.0)
+    back = from_recurrentgemma(tree, **hyper)
+    assert back.config == cfg
+    np.testing.assert_array_equal(back(tokens), logits)
+
+
+def test_paper_preset_trees_infer_the_preset():
+    """Shapes of paper-preset trees give the preset back; a Hawk tree holds no head count."""
+    for name in ("griffin-100m", "hawk-100m", "griffin-paper-7b", "hawk-paper-7b"):
+        cfg = preset(name, vocab_size=64)
+        shapes = jax.eval_shape(lambda c=cfg: to_recurrentgemma(GriffinLM(c, rngs=nnx.Rngs(0))))
+        assert config_from_params(shapes, name) == cfg, name
+    griffin = jax.eval_shape(lambda: to_recurrentgemma(
+        GriffinLM(preset("griffin-100m", vocab_size=64), rngs=nnx.Rngs(0))))
+    assert config_from_params(griffin, **HYPER) == GriffinConfig(
+        vocab_size=64, width=768, mlp_expanded_width=2304, num_heads=6,
+        block_types=griffin_pattern(12), lru_width=1024, num_gate_blocks=16, **HYPER)
+    with pytest.raises(ValueError, match="griffin-paper-7b.*width is 768"):
+        config_from_params(griffin, "griffin-paper-7b")
+    # gate blocks differ from the preset's: refused, naming the field
+    seven = jax.eval_shape(lambda: to_recurrentgemma(
+        GriffinLM(preset("griffin-paper-7b", vocab_size=8), rngs=nnx.Rngs(0))))
+    with pytest.raises(ValueError, match="griffin-7b.*num_gate_blocks is 32 in the tree but 16"):
+        config_from_params(seven, "griffin-7b")
+    # without a preset a Hawk tree takes num_heads = its gate blocks (the release's convention)
+    hawk = config_from_params(official_tree(7, ("recurrent",) * 2, heads=4),
+                              embeddings_scale_by_sqrt_dim=False, logits_soft_cap=0.0)
+    assert (hawk.num_heads, hawk.num_gate_blocks) == (4, None)
 
 
 def test_official_orbax_checkpoint_loads(tmp_path):

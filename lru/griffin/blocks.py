@@ -125,7 +125,8 @@ class RecurrentBlock(nnx.Module):
     Args:
       width: ``d``.
       lru_width: ``r``, the RG-LRU's width.
-      num_heads: diagonal blocks of the RG-LRU's gates.
+      num_heads: diagonal blocks of the RG-LRU's input and recurrence gates (the
+        reference's name: it uses one block per attention head).
       conv1d_temporal_width: ``k``.
       final_w_init_variance_scale: variance scale of ``linear_out``.
       complex: use the CG-LRU (paper's App. B) instead of the RG-LRU.
@@ -184,7 +185,10 @@ class ResidualBlock(nnx.Module):
       width: ``d``.
       block_type: ``"recurrent"`` (``recurrent_block``) or ``"attention"``
         (``attention_block``).
-      num_heads: attention heads, and diagonal blocks of the RG-LRU's gates.
+      num_heads: attention heads, and diagonal blocks of the RG-LRU's gates unless
+        ``num_gate_blocks`` is given.
+      num_gate_blocks: diagonal blocks of the RG-LRU's input and recurrence gates (None:
+        ``num_heads``, the reference's convention; the Griffin paper uses 16, its §4.1).
       mlp_expanded_width: ``m``.
       lru_width: ``r`` (default ``d``).
       attention_window: the local attention's window.
@@ -201,6 +205,7 @@ class ResidualBlock(nnx.Module):
     """
 
     def __init__(self, width: int, block_type: str, *, num_heads: int,
+                 num_gate_blocks: int | None = None,
                  mlp_expanded_width: int, lru_width: int | None = None,
                  attention_window: int = 2048, conv1d_temporal_width: int = 4,
                  final_w_init_variance_scale: float = 1.0, complex: bool = False,
@@ -213,7 +218,7 @@ class ResidualBlock(nnx.Module):
 
         def temporal():
             if block_type == "recurrent":
-                return RecurrentBlock(width, lru_width or width, num_heads,
+                return RecurrentBlock(width, lru_width or width, num_gate_blocks or num_heads,
                                       conv1d_temporal_width=conv1d_temporal_width,
                                       final_w_init_variance_scale=final_w_init_variance_scale,
                                       complex=complex, scan_method=scan_method, rngs=rngs)

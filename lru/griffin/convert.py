@@ -10,7 +10,7 @@ of arrays::
                               /linear_out/{kernel (r, d), bias (d,)}
                               /conv_1d/{w (k, r), b (r,)}
                               /rg_lru/a_param (r,)
-                              /rg_lru/{input_gate,a_gate}/{w (h, r/h, r/h), b (h, r/h)}
+                              /rg_lru/{input_gate,a_gate}/{w (g, r/g, r/g), b (g, r/g)}
     blocks.{i}/attention_block/proj_{q (d, d), k (d, e), v (d, e)}/kernel
                               /proj_final/{kernel (d, d), bias (d,)}
     blocks.{i}/mlp_block/ffw_up/{w (2, d, m), b (2, 1, 1, m)}
@@ -21,11 +21,13 @@ This suite's modules carry the same names (``blocks.{i}`` becomes ``blocks[i]``)
 layout change is ``ffw_up/b``, stored here as ``(2, m)``. The configuration is read from the
 shapes; what the tree cannot hold (attention window, embedding scaling, logit cap) comes
 from a named preset (:data:`lru.griffin.model.PRESETS`) or keyword arguments, which win.
+The gates' block count ``g`` gives ``num_gate_blocks`` and the attention's key width ``e``
+gives ``num_heads = d / e``; they differ in the Griffin paper's models (``g = 16``) and agree
+in the release's (``g = num_heads``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -77,15 +79,64 @@ def _block_ids(tree: Mapping[str, Any]) -> list[int]:
     return ids
 
 
+def _tree_shapes(tree: Mapping[str, Any], ids: list[int], width: int) -> dict[str, Any]:
+    """Block types, gate blocks, attention heads, RNN and convolution widths of a tree.
+
+    The gate blocks are None without a recurrent block, the heads without an attention one.
+    """
+    block_types, gate_blocks, heads, lru_width, conv_width = [], set(), set(), None, 4
+    for i in ids:
+        block = tree[f"blocks.{i}"]
+        if "recurrent_block" in block:
+            block_types.append("recurrent")
+            g, per_block, _ = _shape(tree, f"blocks.{i}", "recurrent_block", "rg_lru", "a_gate",
+                                     "w")
+            gate_blocks.add(g)
+            lru_width = g * per_block
+            conv_width = _shape(tree, f"blocks.{i}", "recurrent_block", "conv_1d", "w")[0]
+        elif "attention_block" in block:
+            block_types.append("attention")
+            head_dim = _shape(tree, f"blocks.{i}", "attention_block", "proj_k", "kernel")[1]
+            heads.add(width // head_dim)
+        else:
+            raise ValueError(f"from_recurrentgemma: blocks.{i} has neither recurrent_block nor "
+                             f"attention_block; its keys are {sorted(block)}")
+    for what, found in (("RG-LRU gate block counts", gate_blocks),
+                        ("attention head counts", heads)):
+        if len(found) > 1:
+            raise ValueError(f"from_recurrentgemma: the blocks have different {what} "
+                             f"({sorted(found)}); a GriffinConfig has one for all blocks")
+    return dict(block_types=tuple(block_types), lru_width=lru_width,
+                conv1d_temporal_width=conv_width, gate_blocks=min(gate_blocks, default=None),
+                num_heads=min(heads, default=None))
+
+
+def _heads_and_gates(width: int, heads: int | None, gates: int | None,
+                     reference: GriffinConfig | None) -> tuple[int, int | None]:
+    """``(num_heads, num_gate_blocks)``; what the tree lacks comes from the preset.
+
+    A tree without attention blocks (Hawk) holds no head count: the preset's, else the gate
+    blocks (the reference's convention) when they divide the width, else 1. One without
+    recurrent blocks holds no gate blocks: the preset's, else ``num_heads``.
+    """
+    if heads is None:
+        heads = (reference.num_heads if reference is not None
+                 else gates if width % gates == 0 else 1)
+    if gates is None:
+        gates = reference.gate_blocks if reference is not None else heads
+    return heads, None if gates == heads else gates
+
+
 def config_from_params(params: Mapping[str, Any], preset: str | None = None, *,
                        attention_window_size: int | None = None,
                        embeddings_scale_by_sqrt_dim: bool | None = None,
                        logits_soft_cap: float | None = None) -> GriffinConfig:
     """The :class:`GriffinConfig` of an official parameter tree.
 
-    Widths, heads, block types and the convolution width come from the shapes. The rest
-    comes from ``preset`` (a name of :data:`lru.griffin.model.PRESETS`) unless given as a
-    keyword; with a preset, the shapes must agree with it.
+    Widths, attention heads, RG-LRU gate blocks, block types and the convolution width come
+    from the shapes (``num_gate_blocks`` is set only where it differs from ``num_heads``).
+    The rest comes from ``preset`` (a name of :data:`lru.griffin.model.PRESETS`) unless
+    given as a keyword; with a preset, the shapes must agree with it.
 
     Raises:
       ValueError: a needed hyperparameter is neither in the preset nor given (the message
@@ -95,42 +146,26 @@ def config_from_params(params: Mapping[str, Any], preset: str | None = None, *,
     vocab_size, width = _shape(tree, "embedder", "input_embedding")
     ids = _block_ids(tree)
     mlp = _shape(tree, "blocks.0", "mlp_block", "ffw_up", "w")[-1]
-    block_types, heads, lru_width, conv_width = [], set(), None, 4
-    for i in ids:
-        block = tree[f"blocks.{i}"]
-        if "recurrent_block" in block:
-            block_types.append("recurrent")
-            h, per_head, _ = _shape(tree, f"blocks.{i}", "recurrent_block", "rg_lru", "a_gate", "w")
-            heads.add(h)
-            lru_width = h * per_head
-            conv_width = _shape(tree, f"blocks.{i}", "recurrent_block", "conv_1d", "w")[0]
-        elif "attention_block" in block:
-            block_types.append("attention")
-            head_dim = _shape(tree, f"blocks.{i}", "attention_block", "proj_k", "kernel")[1]
-            heads.add(width // head_dim)
-        else:
-            raise ValueError(f"from_recurrentgemma: blocks.{i} has neither recurrent_block nor "
-                             f"attention_block; its keys are {sorted(block)}")
-    if len(heads) != 1:
-        raise ValueError(f"from_recurrentgemma: the RG-LRU gate blocks and the attention "
-                         f"heads disagree ({sorted(heads)}); this suite, like the reference, "
-                         f"uses one num_heads for both")
+    shapes = _tree_shapes(tree, ids, width)
+    block_types = shapes["block_types"]
+    reference = None if preset is None else make_preset(preset, vocab_size)
+    heads, gates = _heads_and_gates(width, shapes["num_heads"], shapes["gate_blocks"],
+                                    reference)
     inferred = dict(vocab_size=vocab_size, width=width, mlp_expanded_width=mlp,
-                    num_heads=heads.pop(), block_types=tuple(block_types),
-                    lru_width=lru_width, conv1d_temporal_width=conv_width)
+                    num_heads=heads, block_types=block_types, lru_width=shapes["lru_width"],
+                    conv1d_temporal_width=shapes["conv1d_temporal_width"],
+                    num_gate_blocks=gates)
     given = dict(attention_window_size=attention_window_size,
                  embeddings_scale_by_sqrt_dim=embeddings_scale_by_sqrt_dim,
                  logits_soft_cap=logits_soft_cap)
     defaults: dict[str, Any] = {}
-    if preset is not None:
-        reference = dataclasses.asdict(make_preset(preset, inferred["vocab_size"]))
-        for key, value in inferred.items():
-            if key != "lru_width" and value != reference[key] or (
-                    key == "lru_width" and value not in (None, reference[key])):
-                raise ValueError(f"from_recurrentgemma: the parameters do not match preset "
-                                 f"{preset!r}: {key} is {value} in the tree but "
-                                 f"{reference[key]} in the preset")
-        defaults = {k: reference[k] for k in NOT_IN_TREE}
+    if reference is not None:
+        _check_against_preset(inferred, reference, preset)
+        defaults = {k: getattr(reference, k) for k in NOT_IN_TREE}
+        # equal in effect (or absent from the tree): spelled as the preset does, so the
+        # configurations compare equal
+        inferred.update(num_gate_blocks=reference.num_gate_blocks,
+                        lru_width=reference.lru_width)
     needed = [k for k in NOT_IN_TREE
               if not (k == "attention_window_size" and "attention" not in block_types)]
     missing = [k for k in needed if given[k] is None and k not in defaults]
@@ -141,6 +176,27 @@ def config_from_params(params: Mapping[str, Any], preset: str | None = None, *,
     hyper = {k: given[k] if given[k] is not None else defaults.get(k) for k in NOT_IN_TREE}
     hyper = {k: v for k, v in hyper.items() if v is not None}
     return GriffinConfig(**inferred, **hyper)
+
+
+def _check_against_preset(inferred: dict[str, Any], reference: GriffinConfig,
+                          preset: str) -> None:
+    """Raise naming the first field where the tree's shapes and the preset differ.
+
+    ``num_gate_blocks`` is compared by its effective value (None means ``num_heads``), and
+    an ``lru_width`` the tree does not hold (no recurrent block) matches any.
+    """
+    for key, value in inferred.items():
+        expected = getattr(reference, key)
+        if key == "num_gate_blocks":
+            value, expected = value or inferred["num_heads"], reference.gate_blocks
+        elif key == "lru_width":
+            if value is None:
+                continue
+            expected = expected or reference.width
+        if value != expected:
+            raise ValueError(f"from_recurrentgemma: the parameters do not match preset "
+                             f"{preset!r}: {key} is {value} in the tree but {expected} in the "
+                             f"preset")
 
 
 def _to_model_path(key: tuple[str, ...]) -> tuple:
