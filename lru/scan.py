@@ -15,7 +15,8 @@ recurrence is the same recurrence run in the opposite direction,
     lam_t = g_t + a_{t+1} * lam_{t+1},   db_t = lam_t,   da_t = lam_t * x_{t-1},
 
 so the backward pass stores only ``x`` (O(T) memory, whatever the method) and runs on the
-same fast kernel as the forward pass. Complex cotangents follow JAX's convention (the plain
+same fast kernel as the forward pass (for ``inplace``, one fused loop that also forms ``da``:
+:func:`_inplace_adjoint`). Complex cotangents follow JAX's convention (the plain
 transpose, no conjugation), so gradients equal autodiff of a Python loop.
 """
 
@@ -78,7 +79,10 @@ def _inplace_along(a: Array, b: Array, h0: Array, reverse: bool, axis: int) -> A
     """Sequential loop that reads and writes slices of ``axis`` in place (no transposes).
 
     ``a`` is either broadcastable to a slice of ``b`` (time-invariant) or shaped like ``b``.
-    ``h0`` has the shape of one slice of ``b`` (``axis`` kept with size 1).
+    ``h0`` has the shape of one slice of ``b`` (``axis`` kept with size 1). The states are
+    written over ``b``'s own buffer (step ``t`` reads ``b_t`` and writes ``x_t`` to the same
+    slice), so when ``b`` is dead afterwards, as it is inside the custom VJP, XLA aliases the
+    two: no zero-filled output buffer, one array of traffic less.
     """
     length = b.shape[axis]
     varying = a.ndim == b.ndim
@@ -87,11 +91,62 @@ def _inplace_along(a: Array, b: Array, h0: Array, reverse: bool, axis: int) -> A
         h, out = carry
         t = length - 1 - i if reverse else i
         a_t = lax.dynamic_slice_in_dim(a, t, 1, axis=axis) if varying else a
-        h = a_t * h + lax.dynamic_slice_in_dim(b, t, 1, axis=axis)
+        h = a_t * h + lax.dynamic_slice_in_dim(out, t, 1, axis=axis)
         return h, lax.dynamic_update_slice_in_dim(out, h, t, axis=axis)
 
-    _, out = lax.fori_loop(0, length, body, (h0, jnp.zeros_like(b)))
+    _, out = lax.fori_loop(0, length, body, (h0, b))
     return out
+
+
+def _inplace_adjoint(a: Array, x: Array, h0: Array, g: Array,
+                     reverse: bool) -> tuple[Array, Array]:
+    """The backward pass of a recurrence, fused into one in-place loop.
+
+    Runs the adjoint ``lam_t = g_t + a_next(t) * lam_next(t)`` opposite to the forward
+    direction, writing ``lam`` over ``g``'s buffer, and forms ``da_t = lam_t * x_prev(t)`` in
+    the same step: summed in the loop's carry when ``a`` is time-invariant, written over
+    ``x``'s buffer (slot ``t``, after slot ``t``'s last read) when it is input-dependent.
+    Against the generic path (adjoint loop, then a shifted copy of ``x``, a product and a
+    reduction) this reads ``g`` and ``x`` once and writes ``lam`` once.
+
+    Args:
+      a: ``(n,)`` or ``(b, t, n)``, as in the forward pass.
+      x: forward states ``(b, t, n)``.
+      h0: forward initial state ``(b, n)``.
+      g: cotangent of ``x``, ``(b, t, n)``.
+      reverse: the forward pass's direction.
+
+    Returns:
+      ``(lam, da)``: ``lam`` ``(b, t, n)`` (the cotangent of ``b``) and ``da`` shaped like
+      ``a``.
+    """
+    length = x.shape[1]
+    varying = a.ndim == 3
+    first = h0[:, None]
+
+    def body(i, carry):
+        lam, acc, lam_out, da_out = carry
+        t = i if reverse else length - 1 - i  # the adjoint runs the other way
+        nxt = t - 1 if reverse else t + 1  # the step processed just before t
+        prev = t + 1 if reverse else t - 1  # the state a_t multiplied going forward
+        if varying:  # lam is 0 on the first step, so the clamped a_next there is harmless
+            a_next = lax.dynamic_slice_in_dim(a, jnp.clip(nxt, 0, length - 1), 1, axis=1)
+        else:
+            a_next = a
+        lam = a_next * lam + lax.dynamic_slice_in_dim(lam_out, t, 1, axis=1)
+        lam_out = lax.dynamic_update_slice_in_dim(lam_out, lam, t, axis=1)
+        inside = (prev >= 0) & (prev < length)
+        x_prev = jnp.where(
+            inside, lax.dynamic_slice_in_dim(x, jnp.clip(prev, 0, length - 1), 1, axis=1), first)
+        if varying:
+            da_out = lax.dynamic_update_slice_in_dim(da_out, lam * x_prev, t, axis=1)
+        else:
+            acc = acc + lam * x_prev
+        return lam, acc, lam_out, da_out
+
+    zero = jnp.zeros_like(first)
+    _, acc, lam, da = lax.fori_loop(0, length, body, (zero, zero, g, x))
+    return lam, (da if varying else acc.sum(axis=(0, 1)))
 
 
 def _inplace(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
@@ -170,6 +225,11 @@ def _recurrence_fwd(a, b, h0, reverse, method):
 def _recurrence_bwd(reverse, method, residuals, g):
     a, x, h0 = residuals
     varying = a.ndim == 3
+    first = -1 if reverse else 0
+    a_first = a[:, first] if varying else a
+    if method == "inplace":
+        lam, da = _inplace_adjoint(a, x, h0, g, reverse)
+        return da, lam, a_first * lam[:, first]
     # Adjoint recurrence, run the other way: lam_t = g_t + a_next(t) * lam_next(t).
     if varying:
         if reverse:  # next(t) = t - 1
@@ -182,16 +242,12 @@ def _recurrence_bwd(reverse, method, residuals, g):
     # x_prev_t: the state that a_t multiplied in the forward pass.
     if reverse:
         x_prev = jnp.concatenate([x[:, 1:], h0[:, None]], axis=1)
-        first = -1
     else:
         x_prev = jnp.concatenate([h0[:, None], x[:, :-1]], axis=1)
-        first = 0
     da = lam * x_prev
     if not varying:
         da = da.sum(axis=(0, 1))
-    a_first = a[:, first] if varying else a
-    dh0 = a_first * lam[:, first]
-    return da, lam, dh0
+    return da, lam, a_first * lam[:, first]
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
