@@ -70,15 +70,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def median_seconds(fn, repeats: int, warmup: int) -> tuple[float, list[float]]:
-    """Median wall time of ``fn()`` (which must block until its work is done)."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
+def median_seconds(fn, repeats: int, warmup: int, setup=None) -> tuple[float, list[float]]:
+    """Median wall time of ``fn(*setup())`` (``fn`` must block until its work is done);
+    ``setup`` (default: no arguments) runs before the clock starts."""
+
+    def once() -> float:
+        args = setup() if setup is not None else ()
         t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
+        fn(*args)
+        return time.perf_counter() - t0
+
+    for _ in range(warmup):
+        once()
+    samples = [once() for _ in range(repeats)]
     return statistics.median(samples), samples
 
 
@@ -116,22 +120,11 @@ def make_inputs(batch: int, length: int, n: int, seed: int):
     return jnp.asarray(a), jnp.asarray(b), jnp.asarray(g)
 
 
-def _timed(fn, args, donate: tuple[int, ...], repeats: int, warmup: int):
-    """Median seconds of ``fn(*args)``; arguments in ``donate`` are fresh device copies per
-    call, made before the clock starts (a donated buffer is gone after the call)."""
+def _fresh(args, donate: tuple[int, ...]) -> list:
+    """``args`` with those in ``donate`` replaced by fresh device copies (a donated buffer is
+    gone after the call), ready before the clock starts."""
     copy = jax.jit(lambda x: x + 0)
-
-    def call():
-        fresh = [copy(x) if i in donate else x for i, x in enumerate(args)]
-        jax.block_until_ready(fresh)
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*fresh))
-        return time.perf_counter() - t0
-
-    for _ in range(warmup):
-        call()
-    samples = [call() for _ in range(repeats)]
-    return statistics.median(samples), samples
+    return jax.block_until_ready([copy(x) if i in donate else x for i, x in enumerate(args)])
 
 
 def bench_method(method: str, a, b, g, repeats: int, warmup: int) -> dict:
@@ -146,8 +139,10 @@ def bench_method(method: str, a, b, g, repeats: int, warmup: int) -> dict:
     for setting, donate_fwd, donate_fb in (("", (), ()), ("donated_", (1,), (1, 2))):
         fwd = jax.jit(f, donate_argnums=donate_fwd)
         fb = jax.jit(fwd_bwd, donate_argnums=donate_fb)
-        t_fwd, s_fwd = _timed(fwd, (a, b), donate_fwd, repeats, warmup)
-        t_fb, s_fb = _timed(fb, (a, b, g), donate_fb, repeats, warmup)
+        t_fwd, s_fwd = median_seconds(lambda *xs: jax.block_until_ready(fwd(*xs)), repeats,
+                                      warmup, setup=lambda: _fresh((a, b), donate_fwd))
+        t_fb, s_fb = median_seconds(lambda *xs: jax.block_until_ready(fb(*xs)), repeats,
+                                    warmup, setup=lambda: _fresh((a, b, g), donate_fb))
         out.update({f"{setting}fwd_ms": 1e3 * t_fwd, f"{setting}fwd_bwd_ms": 1e3 * t_fb,
                     f"{setting}fwd_min_ms": 1e3 * min(s_fwd),
                     f"{setting}fwd_bwd_min_ms": 1e3 * min(s_fb)})

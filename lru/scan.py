@@ -125,7 +125,7 @@ def _inplace_adjoint(a: Array, x: Array, h0: Array, g: Array,
     first = h0[:, None]
 
     def body(i, carry):
-        lam, acc, lam_out, da_out = carry
+        lam, da, lam_out = carry
         t = i if reverse else length - 1 - i  # the adjoint runs the other way
         nxt = t - 1 if reverse else t + 1  # the step processed just before t
         prev = t + 1 if reverse else t - 1  # the state a_t multiplied going forward
@@ -138,15 +138,15 @@ def _inplace_adjoint(a: Array, x: Array, h0: Array, g: Array,
         inside = (prev >= 0) & (prev < length)
         x_prev = jnp.where(
             inside, lax.dynamic_slice_in_dim(x, jnp.clip(prev, 0, length - 1), 1, axis=1), first)
-        if varying:
-            da_out = lax.dynamic_update_slice_in_dim(da_out, lam * x_prev, t, axis=1)
-        else:
-            acc = acc + lam * x_prev
-        return lam, acc, lam_out, da_out
+        if varying:  # da: x's buffer, slot t overwritten
+            da = lax.dynamic_update_slice_in_dim(da, lam * x_prev, t, axis=1)
+        else:  # da: a running sum over time, (b, 1, n)
+            da = da + lam * x_prev
+        return lam, da, lam_out
 
     zero = jnp.zeros_like(first)
-    _, acc, lam, da = lax.fori_loop(0, length, body, (zero, zero, g, x))
-    return lam, (da if varying else acc.sum(axis=(0, 1)))
+    _, da, lam = lax.fori_loop(0, length, body, (zero, x if varying else zero, g))
+    return lam, (da if varying else da.sum(axis=(0, 1)))
 
 
 def _inplace(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
