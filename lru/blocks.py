@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lru.precision import dot_general
+from lru.glu import gated_linear_unit
+from lru.precision import check_precision, dot_general
 
 Array = jax.Array
 
@@ -104,6 +105,7 @@ class ResidualBlock(nnx.Module):
         self.prenorm = prenorm
         self.glu = glu
         self.drop = nnx.Dropout(dropout, broadcast_dims=(1,), rngs=rngs)
+        self.precision = check_precision(precision)
         if glu == "full_glu":
             self.W1 = nnx.Linear(d_model, d_model, dot_general=dot_general(precision), rngs=rngs)
         if glu != "gelu":
@@ -113,8 +115,10 @@ class ResidualBlock(nnx.Module):
         """``u: (b, t, d)``, ``mask: (b, t)`` or None -> ``(b, t, d)``."""
         z = self.mixer(self.norm(u, mask) if self.prenorm else u, mask)
         g = self.drop(jax.nn.gelu(z))
-        if self.glu == "full_glu":
-            z = self.W1(g) * jax.nn.sigmoid(self.W2(g))
+        if self.glu == "full_glu":  # W1 g * sigmoid(W2 g), one [W1 | W2] product (lru.glu)
+            w = jnp.concatenate([self.W1.kernel[...], self.W2.kernel[...]], axis=1)
+            bias = jnp.concatenate([self.W1.bias[...], self.W2.bias[...]])
+            z = gated_linear_unit(g, w, bias, self.precision)
         elif self.glu == "half_glu1":
             z = g * jax.nn.sigmoid(self.W2(g))
         elif self.glu == "half_glu2":

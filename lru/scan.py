@@ -4,6 +4,9 @@ Two pure functions, each with interchangeable methods chosen by name:
 
 * :func:`linear_recurrence` -- the diagonal recurrence ``x_t = a_t * x_{t-1} + b_t``
   (LRU, S5, RG-LRU, ...), real or complex, time-invariant or input-dependent ``a``.
+* :func:`planar_recurrence` -- the complex time-invariant case on real storage: ``b`` and
+  ``x`` hold ``[Re | Im]`` in two halves of their last axis, the layout the LRU's real
+  ``B``/``C`` matmuls produce and consume, so no complex array is ever packed or unpacked.
 * :func:`dense_recurrence` -- ``x_t = f(A x_{t-1} + b_t)`` with a dense matrix ``A`` and an
   optional nonlinearity ``f`` (the dense rungs of the LRU ablation ladder).
 
@@ -364,6 +367,124 @@ def bidirectional_recurrence(
     if not bidirectional:
         return x
     return jnp.concatenate([x, linear_recurrence(a, b, reverse=True, method=method)], axis=-1)
+
+
+# --------------------------------------------------------------------------- planar layout
+
+
+def _swap_halves(h: Array) -> Array:
+    """``[Re | Im] -> [Im | Re]`` along the last axis (a reverse of a size-2 axis, which XLA
+    fuses into the surrounding loop body, unlike a concatenation of slices)."""
+    *lead, two_n = h.shape
+    return lax.rev(h.reshape(*lead, 2, two_n // 2), (len(lead),)).reshape(h.shape)
+
+
+def _planar_coefficients(a_re: Array, a_im: Array, conjugate: bool) -> tuple[Array, Array]:
+    """``(p, q)`` with ``a * h = p * h + q * swap(h)`` on ``[Re | Im]`` storage (``conj(a)``
+    when ``conjugate``): ``p = [a_re, a_re]``, ``q = [-a_im, a_im]`` (signs flipped for
+    ``conj``)."""
+    sign = -1.0 if conjugate else 1.0
+    return jnp.concatenate([a_re, a_re]), sign * jnp.concatenate([-a_im, a_im])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _planar_inplace(a_re: Array, a_im: Array, b: Array, reverse: bool) -> Array:
+    """The in-place loop of :func:`_inplace_along` on ``[Re | Im]`` storage, over ``b``'s buffer."""
+    p, q = _planar_coefficients(a_re, a_im, conjugate=False)
+    length = b.shape[1]
+
+    def body(i, carry):
+        h, out = carry
+        t = length - 1 - i if reverse else i
+        h = p * h + q * _swap_halves(h) + lax.dynamic_slice_in_dim(out, t, 1, axis=1)
+        return h, lax.dynamic_update_slice_in_dim(out, h, t, axis=1)
+
+    _, x = lax.fori_loop(0, length, body, (jnp.zeros_like(b[:, :1]), b))
+    return x
+
+
+def _planar_inplace_fwd(a_re, a_im, b, reverse):
+    x = _planar_inplace(a_re, a_im, b, reverse)
+    return x, (a_re, a_im, x)
+
+
+def _planar_inplace_bwd(reverse, residuals, g):
+    """The adjoint ``lam_t = g_t + conj(a) lam_next(t)`` in one loop over ``g``'s buffer, with
+    ``d a_re = sum Re(conj(lam) x_prev)`` and ``d a_im = sum Im(conj(lam) x_prev)`` (the real
+    gradients of the 2 x 2 rotation-scaling each complex multiply is) summed in the carry."""
+    a_re, a_im, x = residuals
+    p, q = _planar_coefficients(a_re, a_im, conjugate=True)
+    length, n = x.shape[1], x.shape[2] // 2
+
+    def body(i, carry):
+        lam, s_re, s_im, out = carry
+        t = i if reverse else length - 1 - i
+        prev = t + 1 if reverse else t - 1  # the state a multiplied going forward
+        lam = p * lam + q * _swap_halves(lam) + lax.dynamic_slice_in_dim(out, t, 1, axis=1)
+        out = lax.dynamic_update_slice_in_dim(out, lam, t, axis=1)
+        inside = (prev >= 0) & (prev < length)
+        x_prev = jnp.where(
+            inside, lax.dynamic_slice_in_dim(x, jnp.clip(prev, 0, length - 1), 1, axis=1), 0.0)
+        return lam, s_re + lam * x_prev, s_im + lam * _swap_halves(x_prev), out
+
+    zero = jnp.zeros_like(x[:, :1])
+    _, s_re, s_im, lam = lax.fori_loop(0, length, body, (zero, zero, zero, g))
+    s_re, s_im = s_re.sum(axis=(0, 1)), s_im.sum(axis=(0, 1))
+    # d a_re = lam_re x_re + lam_im x_im;  d a_im = lam_im x_re - lam_re x_im
+    return s_re[:n] + s_re[n:], s_im[n:] - s_im[:n], lam
+
+
+_planar_inplace.defvjp(_planar_inplace_fwd, _planar_inplace_bwd)
+
+
+def planar_recurrence(
+    a: Array, b: Array, *, reverse: bool = False, method: Method = "auto"
+) -> Array:
+    """:func:`linear_recurrence` for a complex time-invariant ``a`` on real ``[Re | Im]`` storage.
+
+    ``b[..., :n]`` and ``b[..., n:]`` are the real and imaginary parts of the complex inputs,
+    and the states come back the same way, so a layer whose input map is one real matmul
+    producing ``[Re Bu | Im Bu]`` and whose output map is one real matmul reading
+    ``[Re x | Im x]`` (the LRU) never packs or unpacks a complex array, forwards or backwards.
+    With ``method="inplace"`` (``auto`` on CPU) the loop itself runs on the real storage,
+    ``x_t = p * x_{t-1} + q * swap(x_{t-1}) + b_t``, with its own fused adjoint; the other
+    methods pack the halves into complex numbers and run :func:`linear_recurrence`.
+
+    Args:
+      a: ``(n,)`` complex decay.
+      b: ``(b, t, 2n)`` real inputs, ``[Re | Im]``.
+      reverse: run right to left.
+      method: as for :func:`linear_recurrence`.
+
+    Returns:
+      ``x``: ``(b, t, 2n)``, ``[Re x | Im x]``, in ``b``'s dtype (accumulated in at least
+      float32).
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    if a.ndim != 1 or b.ndim != 3 or b.shape[2] != 2 * a.shape[0]:
+        raise ValueError(
+            f"planar_recurrence: a must be (n,) and b (batch, time, 2n) with [Re | Im] halves; "
+            f"got a {a.shape}, b {b.shape}"
+        )
+    if jnp.iscomplexobj(b):
+        raise ValueError("planar_recurrence: b holds real [Re | Im] halves; got a complex b "
+                         "(use linear_recurrence for complex arrays)")
+    if method == "auto":
+        method = auto_method(b.shape[0], b.shape[1], a.shape[0])
+    elif method not in _KERNELS:
+        raise ValueError(
+            f"planar_recurrence: unknown method {method!r}; choose one of {('auto',) + METHODS}"
+        )
+    acc = jnp.result_type(b.dtype, jnp.float32)
+    a = a.astype(jnp.result_type(acc, jnp.complex64))
+    n = a.shape[0]
+    if method == "inplace":
+        x = _planar_inplace(jnp.real(a), jnp.imag(a), b.astype(acc), reverse)
+    else:
+        bc = lax.complex(b[..., :n].astype(acc), b[..., n:].astype(acc))
+        xc = linear_recurrence(a, bc, reverse=reverse, method=method)
+        x = jnp.concatenate([jnp.real(xc), jnp.imag(xc)], axis=-1)
+    return x.astype(b.dtype)
 
 
 def dense_recurrence(

@@ -154,6 +154,21 @@ def test_forward_matches_loop(rung, bidirectional):
                                    rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("scan_method", ["inplace", "associative"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_call_on_planar_storage_equals_complex_states_path(bidirectional, scan_method):
+    """__call__ (real [Re | Im] storage, lru.scan.planar_recurrence) == Re(C states(u)) + D u
+    (complex states through lru.scan.linear_recurrence), with a mask, for either method."""
+    layer = LRU(D_MODEL, D_STATE, bidirectional=bidirectional, scan_method=scan_method,
+                rngs=nnx.Rngs(7))
+    u = make_input(8)
+    mask = jnp.arange(TIME)[None, :] < jnp.array([TIME, 5])[:, None]
+    p = params_of(layer)
+    x = layer.states(u, mask)
+    want = jnp.real(x @ (p["C_re"] + 1j * p["C_im"]).T) + p["D"] * u
+    np.testing.assert_allclose(np.asarray(layer(u, mask)), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("rung", ["rnn_tanh", "lru"])
 def test_forward_with_mask_matches_loop(rung):
     """Masked steps feed nothing to the recurrence in either direction."""

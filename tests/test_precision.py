@@ -85,8 +85,8 @@ def test_trainer_precision_bf16_reaches_every_matmul_of_the_model():
     model.eval()  # BatchNorm reads its running statistics: nothing to write while tracing
     tokens = jnp.ones((2, 32), jnp.int32)
     dots = dot_operand_dtypes(lambda t: model(t, jnp.array([32, 20])), tokens)
-    # per block: B, C (LRU) and W1, W2 (GLU); plus the head
-    assert len(dots) == 2 * 4 + 1
+    # per block: B, C (LRU) and [W1 | W2] (the GLU's one product, lru.glu); plus the head
+    assert len(dots) == 2 * 3 + 1
     assert all(d == ("bfloat16", "bfloat16", "float32") for d in dots), dots
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
 

@@ -28,6 +28,7 @@ from lru.scan import (
     auto_method,
     dense_recurrence,
     linear_recurrence,
+    planar_recurrence,
 )
 
 BATCH, TIME, N = 2, 37, 4  # TIME = 37: one full chunk of 32 plus a ragged tail of 5
@@ -659,3 +660,82 @@ def test_bidirectional_recurrence_concatenates_both_directions():
     both = bidirectional_recurrence(a, b, bidirectional=True)
     np.testing.assert_allclose(one, fwd, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(both, jnp.concatenate([fwd, bwd], -1), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- planar layout
+
+
+def _to_planar(z):
+    return jnp.concatenate([jnp.real(z), jnp.imag(z)], axis=-1)
+
+
+def _loop_planar(reverse):
+    """The reference for planar_recurrence: pack the halves, run the Python loop, unpack."""
+    def f(a, b):
+        n = a.shape[0]
+        return _to_planar(loop_recurrence(a, jax.lax.complex(b[..., :n], b[..., n:]),
+                                          reverse=reverse))
+    return f
+
+
+PLANAR = list(itertools.product(METHODS, [False, True]))
+
+
+@functools.cache
+def planar_results():
+    cases = []
+    for method, reverse in PLANAR:
+        a, bc, _, wc = make_inputs(11, dtype=jnp.complex64)
+        f = lambda a, b, m=method, r=reverse: planar_recurrence(a, b, reverse=r, method=m)
+        cases.append((f, (a, _to_planar(bc)), _to_planar(wc)))
+    return batched(cases)
+
+
+@pytest.mark.parametrize("method,reverse", PLANAR)
+def test_planar_values_and_grads_match_loop(method, reverse):
+    """[Re | Im] storage: states, d(complex a) and d(b) as the complex Python loop gives them
+    (the in-place method runs its own real kernel and adjoint; the others pack and unpack)."""
+    a, bc, _, wc = make_inputs(11, dtype=jnp.complex64)
+    b, w = _to_planar(bc), _to_planar(wc)
+    ref = loop_values_and_grads(_loop_planar(reverse), (a, b), w)
+    got = planar_results()[PLANAR.index((method, reverse))]
+    assert got[0].shape == (BATCH, TIME, 2 * N) and got[0].dtype == jnp.float32
+    assert_all_close(got, ref, names=("x", "da", "db"))
+
+
+def test_planar_halves_and_conjugation_matter():
+    """The halves' order matters: reading [Im | Re] as [Re | Im] (or conjugating a) fails."""
+    a, bc, _, _ = make_inputs(12, dtype=jnp.complex64)
+    x = planar_recurrence(a, _to_planar(bc), method="inplace")
+    ref = _to_planar(linear_recurrence(a, bc, method="sequential"))
+    assert_close(x, ref)
+    bad = _to_planar(linear_recurrence(jnp.conj(a), bc, method="sequential"))
+    assert np.abs(np.asarray(x - bad)).max() > 1e-2
+
+
+def test_planar_bfloat16_returns_bfloat16_and_accumulates_in_float32():
+    a, bc, _, _ = make_inputs(13, dtype=jnp.complex64)
+    b = _to_planar(bc).astype(jnp.bfloat16)
+    x = planar_recurrence(a, b, method="inplace")
+    assert x.dtype == jnp.bfloat16
+    ref = planar_recurrence(a, b.astype(jnp.float32), method="sequential")
+    np.testing.assert_allclose(np.asarray(x.astype(jnp.float32)), np.asarray(ref),
+                               rtol=2**-7, atol=1e-2)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((N,), (BATCH, TIME, N)),
+                                             ((N, 1), (BATCH, TIME, 2 * N)),
+                                             ((N,), (TIME, 2 * N))])
+def test_planar_bad_shapes_raise_value_error(a_shape, b_shape):
+    a = jnp.full(a_shape, 0.5 + 0.1j, jnp.complex64)
+    with pytest.raises(ValueError, match=r"planar_recurrence: a must be \(n,\) and b "
+                                         r"\(batch, time, 2n\)"):
+        planar_recurrence(a, jnp.zeros(b_shape))
+
+
+def test_planar_rejects_complex_b_and_unknown_method():
+    a = jnp.full((N,), 0.5 + 0.1j, jnp.complex64)
+    with pytest.raises(ValueError, match="got a complex b"):
+        planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N), jnp.complex64))
+    with pytest.raises(ValueError, match="unknown method 'fast'"):
+        planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N)), method="fast")

@@ -23,8 +23,8 @@ import numpy as np
 from flax import nnx
 
 from lru.ladder import get_rung
-from lru.precision import check_precision, matmul
-from lru.scan import bidirectional_recurrence, dense_recurrence
+from lru.precision import check_precision, matmul, matmul_transposed
+from lru.scan import bidirectional_recurrence, dense_recurrence, planar_recurrence
 
 Array = jax.Array
 
@@ -184,6 +184,15 @@ class LRU(nnx.Module):
             return jnp.exp(jax.lax.complex(-self.nu[...], self.theta[...]))
         return jnp.exp(jax.lax.complex(-jnp.exp(self.nu_log[...]), jnp.exp(self.theta_log[...])))
 
+    def _input_weights(self) -> Array:
+        """``[B_re; B_im]`` (times ``gamma`` on the LRU rung): ``(2n, d)``, one real matmul's
+        weights producing ``[Re Bu | Im Bu]``."""
+        b_re, b_im = self.B_re[...], self.B_im[...]
+        if get_rung(self.rung).gamma:
+            gamma = jnp.exp(self.gamma_log[...])[:, None]
+            b_re, b_im = b_re * gamma, b_im * gamma
+        return jnp.concatenate([b_re, b_im])
+
     def states(self, u: Array, mask: Array | None = None) -> Array:
         """The hidden states ``x``: ``(b, t, k n)``, complex for diagonal rungs, real for dense.
 
@@ -196,13 +205,8 @@ class LRU(nnx.Module):
         spec = get_rung(self.rung)
         if spec.transition == "dense":
             bu = matmul(u, self.B[...].T, self.precision)
-        else:
-            b_re, b_im = self.B_re[...], self.B_im[...]
-            if spec.gamma:
-                gamma = jnp.exp(self.gamma_log[...])[:, None]
-                b_re, b_im = b_re * gamma, b_im * gamma
-            # B u as one real matmul against [B_re; B_im] (one pass over u, a wider GEMM)
-            bu = matmul(u, jnp.concatenate([b_re, b_im]).T, self.precision)
+        else:  # B u as one real matmul against [B_re; B_im] (one pass over u, a wider GEMM)
+            bu = matmul(u, self._input_weights().T, self.precision)
             bu = jax.lax.complex(bu[..., : self.d_state], bu[..., self.d_state :])
         if mask is not None:
             bu = jnp.where(mask[..., None], bu, 0)
@@ -218,6 +222,12 @@ class LRU(nnx.Module):
     def __call__(self, u: Array, mask: Array | None = None) -> Array:
         """Apply the layer.
 
+        Diagonal rungs run on real ``[Re | Im]`` storage end to end: ``B u`` is one real
+        matmul producing ``[Re Bu | Im Bu]``, :func:`lru.scan.planar_recurrence` runs the
+        complex recurrence on those halves, and ``Re(C x) = [Re x | Im x] [C_re | -C_im]^T``
+        is one real matmul reading them, so no complex array is packed or unpacked (the same
+        function as ``Re(C states(u)) + D u``, which the tests check).
+
         Args:
           u: ``(b, t, d)`` float inputs.
           mask: optional ``(b, t)`` boolean validity mask (see :meth:`states`).
@@ -225,11 +235,20 @@ class LRU(nnx.Module):
         Returns:
           ``y``: ``(b, t, d)``, ``Re(C x) + D * u``.
         """
-        x = self.states(u, mask)
         if get_rung(self.rung).transition == "dense":
-            y = matmul(x, self.C[...].T, self.precision)
-        else:  # Re(C x) = [Re x, Im x] @ [C_re, -C_im]^T: one real matmul
-            y = matmul(jnp.concatenate([jnp.real(x), jnp.imag(x)], axis=-1),
-                       jnp.concatenate([self.C_re[...], -self.C_im[...]], axis=1).T,
-                       self.precision)
-        return y + self.D[...] * u
+            y = matmul(self.states(u, mask), self.C[...].T, self.precision)
+            return y + self.D[...] * u
+        n, k = self.d_state, 2 if self.bidirectional else 1
+        bu = matmul(u, self._input_weights().T, self.precision)  # (b, t, 2n): [Re | Im]
+        if mask is not None:
+            bu = jnp.where(mask[..., None], bu, 0)
+        lam = self.eigenvalues()
+        x = planar_recurrence(lam, bu, method=self.scan_method)
+        if self.bidirectional:
+            x = jnp.concatenate([x, planar_recurrence(lam, bu, reverse=True,
+                                                       method=self.scan_method)], axis=-1)
+        # C's columns per direction as [C_re | -C_im], matching x's [Re | Im] halves: (d, 2kn)
+        d = self.d_model
+        c = jnp.stack([self.C_re[...].reshape(d, k, n), -self.C_im[...].reshape(d, k, n)],
+                      axis=2).reshape(d, 2 * k * n)
+        return matmul_transposed(x, c, self.precision) + self.D[...] * u
