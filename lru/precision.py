@@ -50,17 +50,3 @@ def matmul(x: Array, w: Array, precision: str) -> Array:
     return jnp.matmul(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
                       preferred_element_type=jnp.float32)
 
-
-def matmul_transposed(x: Array, w: Array, precision: str) -> Array:
-    """``x @ w.T`` at ``precision``: ``(..., k), (m, k) -> (..., m)``, contracting the last axes.
-
-    The same product as ``matmul(x, w.T)``, but ``w`` stays the contracted operand in its own
-    ``(m, k)`` layout, so its gradient is formed as ``dy^T x`` (``(m, k)``). XLA:CPU transposes
-    the token-major operand of a weight-gradient product; here that is ``dy`` (``m`` wide)
-    rather than ``x``, which is the cheaper one when ``k > m`` (the LRU's ``C``: ``k = 2n``).
-    """
-    dims = (((x.ndim - 1,), (1,)), ((), ()))
-    if check_precision(precision) == "fp32":
-        return jax.lax.dot_general(x, w, dims)
-    return jax.lax.dot_general(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dims,
-                               preferred_element_type=jnp.float32)

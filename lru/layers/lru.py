@@ -23,7 +23,8 @@ import numpy as np
 from flax import nnx
 
 from lru.ladder import get_rung
-from lru.precision import check_precision, matmul, matmul_transposed
+from lru.precision import check_precision, matmul
+from lru.projection import project
 from lru.scan import bidirectional_recurrence, dense_recurrence, planar_recurrence
 
 Array = jax.Array
@@ -239,7 +240,7 @@ class LRU(nnx.Module):
             y = matmul(self.states(u, mask), self.C[...].T, self.precision)
             return y + self.D[...] * u
         n, k = self.d_state, 2 if self.bidirectional else 1
-        bu = matmul(u, self._input_weights().T, self.precision)  # (b, t, 2n): [Re | Im]
+        bu = project(u, self._input_weights(), self.precision)  # (b, t, 2n): [Re | Im]
         if mask is not None:
             bu = jnp.where(mask[..., None], bu, 0)
         lam = self.eigenvalues()
@@ -251,4 +252,4 @@ class LRU(nnx.Module):
         d = self.d_model
         c = jnp.stack([self.C_re[...].reshape(d, k, n), -self.C_im[...].reshape(d, k, n)],
                       axis=2).reshape(d, 2 * k * n)
-        return matmul_transposed(x, c, self.precision) + self.D[...] * u
+        return project(x, c, self.precision) + self.D[...] * u
