@@ -5,7 +5,12 @@ threshold (at most 32 MiB by default) with a fresh ``mmap`` and unmaps them on f
 step of a training loop page-faults its large activations in again: on this project's
 machines that alone made a 32 MiB elementwise op 5x slower than the memory copy it is
 (``docs/performance.md``). Raising the mmap and trim thresholds keeps freed blocks in the
-process for reuse, the way jemalloc or tcmalloc would.
+process for reuse, the way jemalloc or tcmalloc would. The threshold is the largest glibc
+takes (just under 2 GiB): a step's temporary buffer is one block of all its intermediates
+(789 MiB for the benchmark's LRU step, 1,517 MiB for the per-example form it is compared
+with, which a 1 GiB threshold left to ``mmap``: 388,000 page faults and 0.84 s of kernel time
+per step). Blocks above 2 GiB (long sequences at large batch) still get fresh pages; a
+preloaded jemalloc or tcmalloc is the remedy there.
 
 That alone is not enough: XLA allocates each execution's temporary buffer (all of a training
 step's intermediates, 789 MiB for the benchmark's LRU step) from its client threads, and
@@ -30,11 +35,12 @@ import functools
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-_ONE_GIB = 1 << 30
+#: The largest threshold mallopt takes (its argument is a C int): just under 2 GiB.
+_MAX_THRESHOLD = (1 << 31) - 1
 
 
 @functools.cache
-def tune_cpu_allocator(threshold_bytes: int = _ONE_GIB) -> bool:
+def tune_cpu_allocator(threshold_bytes: int = _MAX_THRESHOLD) -> bool:
     """Serve blocks below ``threshold_bytes`` from the heap, from one arena, and never trim it
     eagerly.
 
@@ -50,6 +56,6 @@ def tune_cpu_allocator(threshold_bytes: int = _ONE_GIB) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     ok_mmap = mallopt(_M_MMAP_THRESHOLD, threshold_bytes) == 1
-    ok_trim = mallopt(_M_TRIM_THRESHOLD, 2 * threshold_bytes - 1) == 1
+    ok_trim = mallopt(_M_TRIM_THRESHOLD, _MAX_THRESHOLD) == 1
     ok_arena = mallopt(_M_ARENA_MAX, 1) == 1
     return ok_mmap and ok_trim and ok_arena
