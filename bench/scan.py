@@ -18,6 +18,8 @@ shape (batch, time, state), measures in one run:
   made outside the timed call: the situation inside a layer, where ``b`` is the input
   projection's output and ``g`` the output projection's cotangent, both dead after the
   scan);
+* the same for ``planar_recurrence`` (``"planar_inplace"`` in the JSON): the in-place kernel
+  on real ``[Re | Im]`` storage of the same bytes, the path the LRU layer takes on CPU;
 * which method ``auto_method`` picks for the shape.
 
 Prints a table and writes JSON (atomically) to ``--out``::
@@ -42,7 +44,7 @@ import numpy as np
 
 from lru.cpu_allocator import tune_cpu_allocator
 from lru.runfiles import write_json
-from lru.scan import METHODS, auto_method, linear_recurrence
+from lru.scan import METHODS, auto_method, linear_recurrence, planar_recurrence
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,9 +129,20 @@ def _fresh(args, donate: tuple[int, ...]) -> list:
     return jax.block_until_ready([copy(x) if i in donate else x for i, x in enumerate(args)])
 
 
-def bench_method(method: str, a, b, g, repeats: int, warmup: int) -> dict:
-    f = lambda a, b: linear_recurrence(a, b, method=method)  # noqa: E731
+def _planar(z):
+    return jnp.concatenate([jnp.real(z), jnp.imag(z)], axis=-1)
 
+
+def forms(methods, a, b, g) -> dict:
+    """``name -> (f(a, b), b, g)``: each method of ``linear_recurrence`` on complex ``b``, and
+    ``planar_inplace``, ``planar_recurrence`` on the same numbers as ``[Re | Im]`` halves."""
+    out = {m: (lambda a, b, m=m: linear_recurrence(a, b, method=m), b, g) for m in methods}
+    out["planar_inplace"] = (lambda a, b: planar_recurrence(a, b, method="inplace"),
+                             _planar(b), _planar(g))
+    return out
+
+
+def bench_method(f, a, b, g, repeats: int, warmup: int) -> dict:
     def fwd_bwd(a, b, g):
         x, vjp = jax.vjp(f, a, b)
         return x, vjp(g)
@@ -164,16 +177,17 @@ def main(argv=None) -> dict:
 
     results, reference = {}, None
     methods = timed_methods()
-    for method in methods:
-        results[method] = bench_method(method, a, b, g, args.repeats, args.warmup)
+    for name, (f, b_form, g_form) in forms(methods, a, b, g).items():
+        results[name] = bench_method(f, a, b_form, g_form, args.repeats, args.warmup)
     bandwidth_after, _ = measure_bandwidth(shape, args.repeats)
     bandwidth = max(bandwidth_before, bandwidth_after)
     copy_s = 2 * nbytes / bandwidth
     bound_fwd = 2 * nbytes / bandwidth
     bound_fb = 5 * nbytes / bandwidth
-    for method in methods:
-        r = results[method]
+    for method, r in results.items():
         x = np.asarray(r.pop("x"))
+        if method == "planar_inplace":
+            x = x[..., : args.state] + 1j * x[..., args.state:]
         if reference is None:
             reference = x
         # Sanity: every method computes the same recurrence.
@@ -222,14 +236,14 @@ def main(argv=None) -> dict:
         f"copy bandwidth {bandwidth / 1e9:.2f} GB/s ({nbytes / 2**20:.0f} MiB per array); "
         f"bound fwd {1e3 * bound_fwd:.2f} ms, fwd+bwd {1e3 * bound_fb:.2f} ms"
     )
-    header = (f"{'method':<12} {'':>6}{'kept: fwd ms':>13} {'x bound':>8} {'fwd+bwd ms':>11} "
+    header = (f"{'method':<15} {'':>3}{'kept: fwd ms':>13} {'x bound':>8} {'fwd+bwd ms':>11} "
               f"{'x bound':>8} | {'donated: fwd':>12} {'x bound':>8} {'fwd+bwd':>8} {'x bound':>8}")
     print(header)
     print("-" * len(header))
     for method, r in results.items():
         mark = "  <- auto" if method == auto else ""
         print(
-            f"{method:<12} {'':>6}{r['fwd_ms']:>13.2f} {r['fwd_ratio']:>8.2f} "
+            f"{method:<15} {'':>3}{r['fwd_ms']:>13.2f} {r['fwd_ratio']:>8.2f} "
             f"{r['fwd_bwd_ms']:>11.2f} {r['fwd_bwd_ratio']:>8.2f} | "
             f"{r['donated_fwd_ms']:>12.2f} {r['donated_fwd_ratio']:>8.2f} "
             f"{r['donated_fwd_bwd_ms']:>8.2f} {r['donated_fwd_bwd_ratio']:>8.2f}{mark}"
