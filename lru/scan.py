@@ -377,26 +377,51 @@ def _rotate(re: Array, im: Array, a_re: Array, a_im: Array) -> tuple[Array, Arra
     return a_re * re - a_im * im, a_im * re + a_re * im
 
 
+#: Time steps per iteration of the planar loops: one slice read and one written per block
+#: instead of per step (measured: 4.98 ms forward at 32 x 1024 x 2*128 against 6.70 ms one
+#: step at a time; 8 is no better).
+PLANAR_BLOCK = 4
+
+
+def _walk_blocks(length: int, reverse: bool, block_fn, carry, block: int = PLANAR_BLOCK):
+    """Call ``block_fn(start, size, carry) -> carry`` over time in processing order: blocks
+    of ``block`` steps, then the ``length % block`` steps left over (the last ones going
+    forwards, the first ones going backwards) one at a time."""
+    n_blocks, rest = divmod(length, block)
+
+    def blocks(j, carry):
+        return block_fn(length - (j + 1) * block if reverse else j * block, block, carry)
+
+    def singles(j, carry):
+        return block_fn(rest - 1 - j if reverse else n_blocks * block + j, 1, carry)
+
+    if n_blocks:
+        carry = lax.fori_loop(0, n_blocks, blocks, carry)
+    return lax.fori_loop(0, rest, singles, carry) if rest else carry
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _planar_inplace(a_re: Array, a_im: Array, b: Array, reverse: bool) -> Array:
     """The in-place loop of :func:`_inplace_along` on ``[Re | Im]`` storage, over ``b``'s buffer.
 
-    The state is carried as two real halves and each step writes ``[Re | Im]`` back with one
-    concatenation (measured: faster than one carry whose halves are swapped each step).
+    The state is carried as two real halves; each iteration reads a block of
+    :data:`PLANAR_BLOCK` steps, walks it, and writes ``[Re | Im]`` back with one update.
     """
     length, n = b.shape[1], b.shape[2] // 2
 
-    def body(i, carry):
+    def block_fn(start, size, carry):
         h_re, h_im, out = carry
-        t = length - 1 - i if reverse else i
-        b_t = lax.dynamic_slice_in_dim(out, t, 1, axis=1)
-        h_re, h_im = _rotate(h_re, h_im, a_re, a_im)
-        h_re, h_im = h_re + b_t[..., :n], h_im + b_t[..., n:]
-        out = lax.dynamic_update_slice_in_dim(out, jnp.concatenate([h_re, h_im], -1), t, axis=1)
-        return h_re, h_im, out
+        b_blk = lax.dynamic_slice_in_dim(out, start, size, axis=1)
+        x_blk = [None] * size
+        for s in (range(size - 1, -1, -1) if reverse else range(size)):
+            h_re, h_im = _rotate(h_re, h_im, a_re, a_im)
+            h_re, h_im = h_re + b_blk[:, s:s + 1, :n], h_im + b_blk[:, s:s + 1, n:]
+            x_blk[s] = jnp.concatenate([h_re, h_im], -1)
+        return h_re, h_im, lax.dynamic_update_slice_in_dim(out, jnp.concatenate(x_blk, 1),
+                                                            start, axis=1)
 
     zero = jnp.zeros_like(b[:, :1, :n])
-    return lax.fori_loop(0, length, body, (zero, zero, b))[2]
+    return _walk_blocks(length, reverse, block_fn, (zero, zero, b))[2]
 
 
 def _planar_inplace_fwd(a_re, a_im, b, reverse):
@@ -405,28 +430,38 @@ def _planar_inplace_fwd(a_re, a_im, b, reverse):
 
 
 def _planar_inplace_bwd(reverse, residuals, g):
-    """The adjoint ``lam_t = g_t + conj(a) lam_next(t)`` in one loop over ``g``'s buffer, with
-    ``d a_re = sum Re(conj(lam) x_prev)`` and ``d a_im = sum Im(conj(lam) x_prev)`` (the real
-    gradients of the 2 x 2 rotation-scaling each complex multiply is) summed in the carry."""
+    """The adjoint ``lam_t = g_t + conj(a) lam_next(t)`` in one blocked loop over ``g``'s
+    buffer, with ``d a_re = sum Re(conj(lam) x_prev)`` and ``d a_im = sum Im(conj(lam)
+    x_prev)`` (the real gradients of the 2 x 2 rotation-scaling each complex multiply is)
+    summed in the carry."""
     a_re, a_im, x = residuals
     length, n = x.shape[1], x.shape[2] // 2
 
-    def body(i, carry):
+    def block_fn(start, size, carry):
         l_re, l_im, s_re, s_im, out = carry
-        t = i if reverse else length - 1 - i
-        prev = t + 1 if reverse else t - 1  # the state a multiplied going forward
-        g_t = lax.dynamic_slice_in_dim(out, t, 1, axis=1)
-        l_re, l_im = _rotate(l_re, l_im, a_re, -a_im)
-        l_re, l_im = l_re + g_t[..., :n], l_im + g_t[..., n:]
-        out = lax.dynamic_update_slice_in_dim(out, jnp.concatenate([l_re, l_im], -1), t, axis=1)
-        inside = (prev >= 0) & (prev < length)
-        x_prev = jnp.where(
-            inside, lax.dynamic_slice_in_dim(x, jnp.clip(prev, 0, length - 1), 1, axis=1), 0.0)
-        x_re, x_im = x_prev[..., :n], x_prev[..., n:]
-        return l_re, l_im, s_re + l_re * x_re + l_im * x_im, s_im + l_im * x_re - l_re * x_im, out
+        g_blk = lax.dynamic_slice_in_dim(out, start, size, axis=1)
+        # the states a multiplied going forward: x_{t-1} (x_{t+1} in reverse) for the block's
+        # t, i.e. the block of x shifted by one, whose end slot lies outside the block
+        x_blk = lax.dynamic_slice_in_dim(x, start, size, axis=1)
+        edge = start + size if reverse else start - 1
+        x_edge = jnp.where((edge >= 0) & (edge < length), lax.dynamic_slice_in_dim(
+            x, jnp.clip(edge, 0, length - 1), 1, axis=1), 0.0)
+        x_prev = (jnp.concatenate([x_blk[:, 1:], x_edge], 1) if reverse
+                  else jnp.concatenate([x_edge, x_blk[:, :-1]], 1))
+        lam_blk = [None] * size
+        for s in (range(size) if reverse else range(size - 1, -1, -1)):  # against the forward
+            l_re, l_im = _rotate(l_re, l_im, a_re, -a_im)
+            l_re, l_im = l_re + g_blk[:, s:s + 1, :n], l_im + g_blk[:, s:s + 1, n:]
+            lam_blk[s] = jnp.concatenate([l_re, l_im], -1)
+            x_re, x_im = x_prev[:, s:s + 1, :n], x_prev[:, s:s + 1, n:]
+            s_re = s_re + l_re * x_re + l_im * x_im
+            s_im = s_im + l_im * x_re - l_re * x_im
+        out = lax.dynamic_update_slice_in_dim(out, jnp.concatenate(lam_blk, 1), start, axis=1)
+        return l_re, l_im, s_re, s_im, out
 
     zero = jnp.zeros_like(x[:, :1, :n])
-    _, _, s_re, s_im, lam = lax.fori_loop(0, length, body, (zero, zero, zero, zero, g))
+    _, _, s_re, s_im, lam = _walk_blocks(length, not reverse, block_fn,
+                                         (zero, zero, zero, zero, g))
     return s_re.sum(axis=(0, 1)), s_im.sum(axis=(0, 1)), lam
 
 

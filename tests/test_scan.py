@@ -24,6 +24,7 @@ import pytest
 from lru.scan import (
     DEFAULT_CHUNK,
     METHODS,
+    PLANAR_BLOCK,
     _chunked,
     auto_method,
     dense_recurrence,
@@ -701,6 +702,30 @@ def test_planar_values_and_grads_match_loop(method, reverse):
     got = planar_results()[PLANAR.index((method, reverse))]
     assert got[0].shape == (BATCH, TIME, 2 * N) and got[0].dtype == jnp.float32
     assert_all_close(got, ref, names=("x", "da", "db"))
+
+
+PLANAR_ODD = list(itertools.product([1, 3, 4, 5, 9], [False, True]))
+
+
+@functools.cache
+def planar_odd_results():
+    cases = []
+    for time, reverse in PLANAR_ODD:
+        a, bc, _, wc = make_inputs(14, time=time, dtype=jnp.complex64)
+        f = lambda a, b, r=reverse: planar_recurrence(a, b, reverse=r, method="inplace")
+        cases.append((f, (a, _to_planar(bc)), _to_planar(wc)))
+    return batched(cases)
+
+
+@pytest.mark.parametrize("time,reverse", PLANAR_ODD)
+def test_planar_inplace_blocks_and_leftover_steps(time, reverse):
+    """The in-place planar loops walk blocks of PLANAR_BLOCK steps plus the leftover ones:
+    shorter than a block, exactly one, one and a bit, two and a bit, either direction."""
+    assert PLANAR_BLOCK == 4  # the lengths above straddle it
+    a, bc, _, wc = make_inputs(14, time=time, dtype=jnp.complex64)
+    ref = loop_values_and_grads(_loop_planar(reverse), (a, _to_planar(bc)), _to_planar(wc))
+    assert_all_close(planar_odd_results()[PLANAR_ODD.index((time, reverse))], ref,
+                     names=("x", "da", "db"))
 
 
 def test_planar_halves_and_conjugation_matter():
