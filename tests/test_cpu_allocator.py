@@ -1,14 +1,15 @@
-"""lru.cpu_allocator: large blocks freed by a worker thread are reused, not faulted in again.
+"""lru.cpu_allocator: a jitted computation's large buffers are reused, not faulted in again.
 
-Each case runs in a fresh interpreter (the setting is process-wide and only binds threads
-started after it): a new thread, as XLA's client threads are, allocates, touches and frees a
-200 MiB block three times and reports the page faults of each touch.
+Each case runs in a fresh interpreter (the settings are process-wide, and JAX reads the
+dispatch setting when it creates its CPU client): a jitted function with a 64 MiB
+intermediate and a 64 MiB result runs repeatedly, and each call's page faults are counted.
 """
 
 from __future__ import annotations
 
 import ctypes.util
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -16,44 +17,40 @@ import textwrap
 import pytest
 
 PROBE = textwrap.dedent("""
-    import ctypes, ctypes.util, json, resource, sys, threading
+    import json, resource, sys
     if sys.argv[1] == "tuned":
         from lru.cpu_allocator import tune_cpu_allocator
         assert tune_cpu_allocator()
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
-    libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
-    SIZE = 200 << 20
+    import jax, jax.numpy as jnp
+    from jax._src import xla_bridge
+    f = jax.jit(lambda x: (jnp.tanh(x * 2.0) @ x[:, :8], x + 1.0))
+    x = jnp.ones((4096, 4096), jnp.float32)
+    for _ in range(2):
+        jax.block_until_ready(f(x))
     faults = []
-    def work():
-        for _ in range(3):
-            p = libc.malloc(SIZE)
-            f0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
-            libc.memset(p, 1, SIZE)
-            faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - f0)
-            libc.free(p)
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    print(json.dumps(faults))
+    for _ in range(6):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        jax.block_until_ready(f(x))
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(json.dumps({"faults": faults,
+                      "async": bool(xla_bridge._CPU_ENABLE_ASYNC_DISPATCH.value)}))
 """)
 
 
-def _faults(mode: str) -> list[int]:
+def _probe(mode: str) -> dict:
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
-                         check=True, timeout=60)
-    return json.loads(out.stdout)
+                         check=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None,
-                    reason="glibc's mallopt and RUSAGE_THREAD are Linux-only")
-def test_thread_reuses_large_blocks_only_when_tuned():
-    pages = (200 << 20) // 4096
-    plain, tuned = _faults("plain"), _faults("tuned")
-    # glibc as shipped: a thread's 200 MiB block is a fresh mmap each time (its arena's heaps
-    # are capped at 64 MiB), so every touch faults (2 MiB pages under THP fault less).
-    assert all(f >= pages // 512 for f in plain), plain
-    # tuned: the first touch faults the heap in; the next two reuse it
-    assert tuned[0] >= pages // 512 and tuned[1:] == [0, 0], tuned
+                    reason="glibc's mallopt is Linux-only")
+def test_large_buffers_are_reused_only_when_tuned():
+    pages = (64 << 20) // 4096  # one 64 MiB block
+    plain, tuned = _probe("plain"), _probe("tuned")
+    # as shipped: every call maps its 64 MiB blocks afresh (2 MiB pages under THP fault less)
+    assert plain["async"] and min(plain["faults"]) >= pages // 512, plain
+    # tuned: computations run on the calling thread and the blocks come back from the heap
+    assert not tuned["async"], tuned
+    assert statistics.median(tuned["faults"]) <= pages // 100, tuned
+    assert statistics.median(tuned["faults"]) < statistics.median(plain["faults"]) / 50
