@@ -49,4 +49,3 @@ def matmul(x: Array, w: Array, precision: str) -> Array:
         return x @ w
     return jnp.matmul(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
                       preferred_element_type=jnp.float32)
-
