@@ -18,9 +18,12 @@ shape (batch, time, state), measures in one run:
   made outside the timed call: the situation inside a layer, where ``b`` is the input
   projection's output and ``g`` the output projection's cotangent, both dead after the
   scan);
-* the same for ``planar_recurrence`` (``"planar_inplace"`` in the JSON): the in-place kernel
-  on real ``[Re | Im]`` storage of the same bytes, the path the LRU layer takes on CPU;
-* which method ``auto_method`` picks for the shape.
+* the same for ``planar_recurrence`` on real ``[Re | Im]`` storage of the same bytes:
+  ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
+  ``lru/native_scan.py``, the path the LRU layer takes on CPU; left out where it cannot be
+  built);
+* which method ``auto`` picks for the shape, for ``linear_recurrence`` and for
+  ``planar_recurrence``.
 
 Prints a table and writes JSON (atomically) to ``--out``::
 
@@ -42,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lru import native_scan
 from lru.cpu_allocator import tune_cpu_allocator
 from lru.runfiles import write_json
 from lru.scan import METHODS, auto_method, linear_recurrence, planar_recurrence
@@ -135,10 +139,14 @@ def _planar(z):
 
 def forms(methods, a, b, g) -> dict:
     """``name -> (f(a, b), b, g)``: each method of ``linear_recurrence`` on complex ``b``, and
-    ``planar_inplace``, ``planar_recurrence`` on the same numbers as ``[Re | Im]`` halves."""
+    ``planar_inplace`` / ``planar_native``, ``planar_recurrence`` on the same numbers as
+    ``[Re | Im]`` halves."""
     out = {m: (lambda a, b, m=m: linear_recurrence(a, b, method=m), b, g) for m in methods}
-    out["planar_inplace"] = (lambda a, b: planar_recurrence(a, b, method="inplace"),
-                             _planar(b), _planar(g))
+    planar = ["inplace"] + (["native"] if jax.default_backend() == "cpu"
+                            and native_scan.available() else [])
+    for m in planar:
+        out[f"planar_{m}"] = (lambda a, b, m=m: planar_recurrence(a, b, method=m),
+                              _planar(b), _planar(g))
     return out
 
 
@@ -174,6 +182,8 @@ def main(argv=None) -> dict:
 
     a, b, g = make_inputs(*shape, args.seed)
     auto = auto_method(*shape)
+    planar_auto = ("native" if jax.default_backend() == "cpu" and native_scan.available()
+                   else auto)
 
     results, reference = {}, None
     methods = timed_methods()
@@ -186,7 +196,7 @@ def main(argv=None) -> dict:
     bound_fb = 5 * nbytes / bandwidth
     for method, r in results.items():
         x = np.asarray(r.pop("x"))
-        if method == "planar_inplace":
+        if method.startswith("planar_"):
             x = x[..., : args.state] + 1j * x[..., args.state:]
         if reference is None:
             reference = x
@@ -223,6 +233,7 @@ def main(argv=None) -> dict:
         "settings_note": "fwd_* / fwd_bwd_*: b and g kept by the caller; donated_*: b and g "
         "donated (fresh copies made outside the timed call), as inside a layer",
         "auto_method": auto,
+        "planar_auto_method": planar_auto,
         "methods": results,
     }
     write_json(args.out, data)
@@ -241,14 +252,14 @@ def main(argv=None) -> dict:
     print(header)
     print("-" * len(header))
     for method, r in results.items():
-        mark = "  <- auto" if method == auto else ""
+        mark = "  <- auto" if method in (auto, f"planar_{planar_auto}") else ""
         print(
             f"{method:<15} {'':>3}{r['fwd_ms']:>13.2f} {r['fwd_ratio']:>8.2f} "
             f"{r['fwd_bwd_ms']:>11.2f} {r['fwd_bwd_ratio']:>8.2f} | "
             f"{r['donated_fwd_ms']:>12.2f} {r['donated_fwd_ratio']:>8.2f} "
             f"{r['donated_fwd_bwd_ms']:>8.2f} {r['donated_fwd_bwd_ratio']:>8.2f}{mark}"
         )
-    print(f"auto_method -> {auto}; wrote {os.path.relpath(args.out, Path.cwd())}")
+    print(f"auto: linear_recurrence -> {auto}, planar_recurrence -> {planar_auto}; wrote {os.path.relpath(args.out, Path.cwd())}")
     return data
 
 

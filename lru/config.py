@@ -19,7 +19,7 @@ from lru.blocks import GLU_VARIANTS, NORMS
 from lru.ladder import RUNG_NAMES
 from lru.models import POOLINGS
 from lru.precision import PRECISIONS
-from lru.scan import METHODS
+from lru.scan import PLANAR_METHODS
 
 
 @dataclasses.dataclass
@@ -130,7 +130,9 @@ CHOICES = {
     "model.norm": NORMS,
     "model.glu": GLU_VARIANTS,
     "model.pooling": POOLINGS,
-    "model.scan_method": ("auto",) + METHODS,
+    # "native" (the compiled CPU kernel) runs the LRU's complex diagonal rungs only; other layers
+    # and rungs reject it with their own message
+    "model.scan_method": ("auto",) + PLANAR_METHODS,
     "ablation.rung": RUNG_NAMES,
     "schedule.name": ("cosine", "constant"),
     "trainer.precision": PRECISIONS,

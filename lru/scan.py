@@ -32,10 +32,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lru import native_scan
 from lru.pallas_scan import pallas_recurrence
 
 Array = jax.Array
-Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pallas"]
+Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pallas", "native"]
 
 #: The concrete methods, in the order benchmarks report them.
 METHODS: tuple[str, ...] = ("sequential", "associative", "chunked", "inplace", "pallas")
@@ -274,14 +275,17 @@ def auto_method(batch: int, time: int, n: int, *, backend: str | None = None) ->
     return "inplace" if backend == "cpu" else "associative"
 
 
-def _resolve_method(caller: str, method: str, batch: int, time: int, n: int) -> str:
-    """``method``, or :func:`auto_method`'s choice for ``"auto"``; an unknown name raises a
-    ValueError naming ``caller`` and the valid names."""
+def _resolve_method(caller: str, method: str, batch: int, time: int, n: int,
+                    choices: tuple[str, ...] = METHODS) -> str:
+    """``method``, or :func:`auto_method`'s choice for ``"auto"``; a name outside ``choices``
+    raises a ValueError naming ``caller`` and the valid names."""
     if method == "auto":
         return auto_method(batch, time, n)
-    if method not in _KERNELS:
+    if method not in choices:
+        hint = ("; 'native' runs only planar_recurrence (complex time-invariant a on [Re | Im] "
+                "storage)" if method == "native" else "")
         raise ValueError(
-            f"{caller}: unknown method {method!r}; choose one of {('auto',) + METHODS}"
+            f"{caller}: unknown method {method!r}; choose one of {('auto',) + choices}{hint}"
         )
     return method
 
@@ -406,6 +410,11 @@ def _walk_blocks(length: int, reverse: bool, block_fn, carry, block: int = PLANA
     return lax.fori_loop(0, rest, singles, carry) if rest else carry
 
 
+#: Methods of :func:`planar_recurrence`: those of :func:`linear_recurrence`, and ``native``,
+#: the compiled CPU kernel of :mod:`lru.native_scan`.
+PLANAR_METHODS: tuple[str, ...] = METHODS + ("native",)
+
+
 def _planar_loop(a_re: Array, a_im: Array, b: Array, reverse: bool) -> Array:
     """The in-place loop of :func:`_inplace_along` on ``[Re | Im]`` storage, over ``b``'s buffer.
 
@@ -462,8 +471,30 @@ def _planar_inplace_bwd(reverse, residuals, g):
 _planar_inplace.defvjp(_planar_inplace_fwd, _planar_inplace_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _planar_native(a_re: Array, a_im: Array, b: Array, mask: Array, reverse: bool) -> Array:
+    """The compiled kernel (:mod:`lru.native_scan`), inputs masked inside it, with its fused
+    adjoint (``db = mask * lam`` and ``da`` in the same pass as ``lam``)."""
+    return native_scan.forward(a_re, a_im, b, mask, reverse)
+
+
+def _planar_native_fwd(a_re, a_im, b, mask, reverse):
+    x = native_scan.forward(a_re, a_im, b, mask, reverse)
+    return x, (a_re, a_im, x, mask)
+
+
+def _planar_native_bwd(reverse, residuals, g):
+    a_re, a_im, x, mask = residuals
+    db, da_re, da_im = native_scan.adjoint(a_re, a_im, x, g, mask, reverse)
+    return da_re, da_im, db, None
+
+
+_planar_native.defvjp(_planar_native_fwd, _planar_native_bwd)
+
+
 def planar_recurrence(
-    a: Array, b: Array, *, reverse: bool = False, method: Method = "auto"
+    a: Array, b: Array, *, mask: Array | None = None, reverse: bool = False,
+    method: Method = "auto"
 ) -> Array:
     """:func:`linear_recurrence` for a complex time-invariant ``a`` on real ``[Re | Im]`` storage.
 
@@ -471,15 +502,20 @@ def planar_recurrence(
     and the states come back the same way, so a layer whose input map is one real matmul
     producing ``[Re Bu | Im Bu]`` and whose output map is one real matmul reading
     ``[Re x | Im x]`` (the LRU) never packs or unpacks a complex array, forwards or backwards.
-    With ``method="inplace"`` (``auto`` on CPU) the loop itself runs on the real storage,
-    with its own fused adjoint (:func:`_planar_inplace`); the other
-    methods pack the halves into complex numbers and run :func:`linear_recurrence`.
+    With ``method="native"`` (``auto`` on CPU, where the kernel builds) a compiled kernel
+    (:mod:`lru.native_scan`) walks each sequence in one pass over memory, forwards and
+    backwards, masking its inputs as it goes; with ``"inplace"`` an XLA loop runs on the real
+    storage; both have a fused adjoint (:func:`_planar_native`, :func:`_planar_inplace`).
+    The other methods pack the halves into complex numbers and run
+    :func:`linear_recurrence`.
 
     Args:
       a: ``(n,)`` complex decay.
       b: ``(b, t, 2n)`` real inputs, ``[Re | Im]``.
+      mask: optional ``(b, t)`` booleans; inputs where it is False count as zero (padding
+        never reaches the states, in either direction). Their cotangents are zero.
       reverse: run right to left.
-      method: as for :func:`linear_recurrence`.
+      method: one of :data:`PLANAR_METHODS`, or ``"auto"``.
 
     Returns:
       ``x``: ``(b, t, 2n)``, ``[Re x | Im x]``, in ``b``'s dtype (accumulated in at least
@@ -491,13 +527,31 @@ def planar_recurrence(
             f"planar_recurrence: a must be (n,) and b (batch, time, 2n) with [Re | Im] halves; "
             f"got a {a.shape}, b {b.shape}"
         )
+    if mask is not None and jnp.shape(mask) != b.shape[:2]:
+        raise ValueError(f"planar_recurrence: mask must be (batch, time) = {b.shape[:2]}; "
+                         f"got {jnp.shape(mask)}")
     if jnp.iscomplexobj(b):
         raise ValueError("planar_recurrence: b holds real [Re | Im] halves; got a complex b "
                          "(use linear_recurrence for complex arrays)")
-    method = _resolve_method("planar_recurrence", method, b.shape[0], b.shape[1], a.shape[0])
     acc = jnp.result_type(b.dtype, jnp.float32)
+    if method == "auto":
+        # the compiled kernel where it applies (CPU, float32, built here), else auto_method's
+        native = (jax.default_backend() == "cpu" and acc == jnp.float32
+                  and native_scan.available())
+        method = "native" if native else auto_method(b.shape[0], b.shape[1], a.shape[0])
+    method = _resolve_method("planar_recurrence", method, b.shape[0], b.shape[1], a.shape[0],
+                             PLANAR_METHODS)
+    if method == "native" and acc != jnp.float32:
+        raise ValueError(f"planar_recurrence: method 'native' runs in float32; got b of "
+                         f"{b.dtype} (use method='inplace' for wider types)")
     a = a.astype(jnp.result_type(acc, jnp.complex64))
     n = a.shape[0]
+    if method == "native":
+        mask = jnp.ones(b.shape[:2], bool) if mask is None else mask
+        return _planar_native(jnp.real(a), jnp.imag(a), b.astype(acc), mask,
+                              reverse).astype(b.dtype)
+    if mask is not None:
+        b = jnp.where(mask[..., None], b, 0)
     if method == "inplace":
         x = _planar_inplace(jnp.real(a), jnp.imag(a), b.astype(acc), reverse)
     else:

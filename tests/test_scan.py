@@ -24,6 +24,7 @@ import pytest
 from lru.scan import (
     DEFAULT_CHUNK,
     METHODS,
+    PLANAR_METHODS,
     PLANAR_BLOCK,
     _chunked,
     auto_method,
@@ -679,7 +680,7 @@ def _loop_planar(reverse):
     return f
 
 
-PLANAR = list(itertools.product(METHODS, [False, True]))
+PLANAR = list(itertools.product(PLANAR_METHODS, [False, True]))
 
 
 @functools.cache
@@ -704,28 +705,62 @@ def test_planar_values_and_grads_match_loop(method, reverse):
     assert_all_close(got, ref, names=("x", "da", "db"))
 
 
-PLANAR_ODD = list(itertools.product([1, 3, 4, 5, 9], [False, True]))
+PLANAR_ODD = list(itertools.product(["inplace", "native"], [1, 3, 4, 5, 9], [False, True]))
 
 
 @functools.cache
 def planar_odd_results():
     cases = []
-    for time, reverse in PLANAR_ODD:
+    for method, time, reverse in PLANAR_ODD:
         a, bc, _, wc = make_inputs(14, time=time, dtype=jnp.complex64)
-        f = lambda a, b, r=reverse: planar_recurrence(a, b, reverse=r, method="inplace")
+        f = lambda a, b, m=method, r=reverse: planar_recurrence(a, b, reverse=r, method=m)
         cases.append((f, (a, _to_planar(bc)), _to_planar(wc)))
     return batched(cases)
 
 
-@pytest.mark.parametrize("time,reverse", PLANAR_ODD)
-def test_planar_inplace_blocks_and_leftover_steps(time, reverse):
+@pytest.mark.parametrize("method,time,reverse", PLANAR_ODD)
+def test_planar_inplace_blocks_and_leftover_steps(method, time, reverse):
     """The in-place planar loops walk blocks of PLANAR_BLOCK steps plus the leftover ones:
-    shorter than a block, exactly one, one and a bit, two and a bit, either direction."""
+    shorter than a block, exactly one, one and a bit, two and a bit, either direction (and
+    the native kernel, which has no blocks, the first and last steps at every length)."""
     assert PLANAR_BLOCK == 4  # the lengths above straddle it
     a, bc, _, wc = make_inputs(14, time=time, dtype=jnp.complex64)
     ref = loop_values_and_grads(_loop_planar(reverse), (a, _to_planar(bc)), _to_planar(wc))
-    assert_all_close(planar_odd_results()[PLANAR_ODD.index((time, reverse))], ref,
+    assert_all_close(planar_odd_results()[PLANAR_ODD.index((method, time, reverse))], ref,
                      names=("x", "da", "db"))
+
+
+PLANAR_MASKED = list(itertools.product(PLANAR_METHODS, [False, True]))
+LENGTHS = (TIME, 9)  # one full sequence, one padded after step 9
+
+
+@functools.cache
+def planar_masked_results():
+    mask = jnp.arange(TIME)[None, :] < jnp.asarray(LENGTHS)[:, None]
+    cases = []
+    for method, reverse in PLANAR_MASKED:
+        a, bc, _, wc = make_inputs(15, dtype=jnp.complex64)
+        f = lambda a, b, m=method, r=reverse: planar_recurrence(a, b, mask=mask, reverse=r,
+                                                                method=m)
+        cases.append((f, (a, _to_planar(bc)), _to_planar(wc)))
+    return batched(cases)
+
+
+@pytest.mark.parametrize("method,reverse", PLANAR_MASKED)
+def test_planar_mask_zeroes_padding_inputs_and_their_gradients(method, reverse):
+    """``mask``: the states equal the loop's on inputs zeroed where the mask is False (so
+    padding never reaches a state, even running right to left), and d(b) is zero there."""
+    assert BATCH == len(LENGTHS)
+    mask = jnp.arange(TIME)[None, :] < jnp.asarray(LENGTHS)[:, None]
+    a, bc, _, wc = make_inputs(15, dtype=jnp.complex64)
+    loop = _loop_planar(reverse)
+    ref = loop_values_and_grads(lambda a, b: loop(a, jnp.where(mask[..., None], b, 0)),
+                                (a, _to_planar(bc)), _to_planar(wc))
+    got = planar_masked_results()[PLANAR_MASKED.index((method, reverse))]
+    assert_all_close(got, ref, names=("x", "da", "db"))
+    db = got[1][1]
+    assert float(jnp.abs(db[1, LENGTHS[1]:]).max()) == 0.0
+    assert float(jnp.abs(db[1, :LENGTHS[1]]).max()) > 0.0
 
 
 def test_planar_halves_and_conjugation_matter():
@@ -764,3 +799,12 @@ def test_planar_rejects_complex_b_and_unknown_method():
         planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N), jnp.complex64))
     with pytest.raises(ValueError, match="unknown method 'fast'"):
         planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N)), method="fast")
+    with pytest.raises(ValueError, match=r"mask must be \(batch, time\)"):
+        planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N)), mask=jnp.ones((TIME,), bool))
+
+
+def test_native_is_only_a_planar_method():
+    """linear_recurrence names planar_recurrence when asked for the native kernel."""
+    a, b, _, _ = make_inputs(16, dtype=jnp.complex64)
+    with pytest.raises(ValueError, match="'native' runs only planar_recurrence"):
+        linear_recurrence(a, b, method="native")

@@ -98,7 +98,9 @@ class LRU(nnx.Module):
       r_min, r_max, max_phase: the ring of the initial eigenvalues (rungs with ring init).
       bidirectional: add a right-to-left recurrence.
       rung: a name from :data:`lru.ladder.RUNG_NAMES`; ``"lru"`` is the LRU itself.
-      scan_method: method of :func:`lru.scan.linear_recurrence` for diagonal rungs.
+      scan_method: for diagonal rungs, a method of :func:`lru.scan.planar_recurrence`
+        (complex rungs; ``"auto"`` is the compiled kernel on CPU where it builds) or of
+        :func:`lru.scan.linear_recurrence` (real rungs, which have no ``"native"``).
       precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16
         operands, float32 accumulation; the recurrence always runs in float32).
       rngs: parameter RNG streams (uses ``rngs.params``).
@@ -241,12 +243,10 @@ class LRU(nnx.Module):
             return y + self.D[...] * u
         n, k = self.d_state, 2 if self.bidirectional else 1
         bu = project(u, self._input_weights(), self.precision)  # (b, t, 2n): [Re | Im]
-        if mask is not None:
-            bu = jnp.where(mask[..., None], bu, 0)
         lam = self.eigenvalues()
-        x = planar_recurrence(lam, bu, method=self.scan_method)
+        x = planar_recurrence(lam, bu, mask=mask, method=self.scan_method)
         if self.bidirectional:
-            x = jnp.concatenate([x, planar_recurrence(lam, bu, reverse=True,
+            x = jnp.concatenate([x, planar_recurrence(lam, bu, mask=mask, reverse=True,
                                                        method=self.scan_method)], axis=-1)
         # C's columns per direction as [C_re | -C_im], matching x's [Re | Im] halves: (d, 2kn)
         d = self.d_model

@@ -1,0 +1,218 @@
+// The LRU's complex time-invariant recurrence on real [Re | Im] storage, as XLA FFI
+// handlers for the CPU (lru/native_scan.py builds this file and registers them).
+//
+//   forward:   x_t = a * x_prev(t) + m_t b_t              (complex a: (n,); b, x: [Re | Im])
+//   adjoint:   lam_t = g_t + conj(a) * lam_next(t),        db_t = m_t lam_t,
+//              da = sum_t conj(lam_t) * x_prev(t)          (JAX's cotangent convention)
+//
+// prev(t) is t-1 going forwards and t+1 with `reverse`; next(t) is the other neighbour;
+// x_prev is zero before the first step. m: (rows, t) booleans, False on padding. Every row
+// (one sequence of b's leading axes) is an independent walk over time that streams its
+// (t, 2n) slab once and keeps its n complex states in L1, so a row costs one read of b and
+// one write of x: the memory bound. Rows are shared out over XLA's intra-op thread pool.
+// `a` may carry leading axes too (vmap with broadcast_all): they split the rows into equal
+// groups, and group j uses a's row j.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// Runs work(row) for row in [0, rows) on the caller and the pool's threads. Late tasks find
+// nothing left and return; the caller waits until every row is done, so `work` (which
+// references the caller's frame) is never called after this returns.
+void ParallelRows(ffi::ThreadPool& pool, int64_t rows,
+                  const std::function<void(int64_t)>& work) {
+  struct Shared {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    int64_t rows = 0;
+    const std::function<void(int64_t)>* work = nullptr;
+    void Run() {
+      for (int64_t r; (r = next.fetch_add(1)) < rows;) {
+        (*work)(r);
+        done.fetch_add(1, std::memory_order_release);
+      }
+    }
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->rows = rows;
+  shared->work = &work;
+  int64_t helpers = std::min<int64_t>(pool.num_threads(), rows) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([shared] { shared->Run(); });
+  shared->Run();
+  while (shared->done.load(std::memory_order_acquire) < rows) std::this_thread::yield();
+}
+
+struct Layout {
+  int64_t rows, time, n, per_group;
+};
+
+// The shapes, checked: a_re, a_im (groups..., n), b (groups..., rest..., t, 2n), m (rows, t).
+ffi::Error GetLayout(const ffi::Buffer<ffi::F32>& a_re, const ffi::Buffer<ffi::F32>& a_im,
+                     const ffi::Buffer<ffi::F32>& b, const ffi::Buffer<ffi::PRED>& m,
+                     Layout& l) {
+  auto bd = b.dimensions();
+  auto ad = a_re.dimensions();
+  if (bd.size() < 2 || ad.size() < 1 || a_im.element_count() != a_re.element_count()) {
+    return ffi::Error::InvalidArgument("planar_scan: a_re, a_im (..., n) and b (..., t, 2n)");
+  }
+  l.n = ad.back();
+  l.time = bd[bd.size() - 2];
+  if (l.n == 0 || bd.back() != 2 * l.n) {
+    return ffi::Error::InvalidArgument("planar_scan: b's last axis must be 2n, n > 0");
+  }
+  l.rows = l.time ? b.element_count() / (l.time * 2 * l.n) : 0;
+  int64_t groups = a_re.element_count() / l.n;
+  if (groups == 0 || l.rows % groups || m.element_count() != l.rows * l.time) {
+    return ffi::Error::InvalidArgument(
+        "planar_scan: a's leading axes must divide b's rows and m must be (rows, t)");
+  }
+  l.per_group = l.rows / groups;
+  return ffi::Error::Success();
+}
+
+// One row forwards: x_t = a * x_prev(t) + m_t b_t. `zeros` holds 2n zeros.
+void ForwardRow(const float* __restrict ar, const float* __restrict ai,
+                const float* __restrict b, const bool* __restrict m, float* __restrict x,
+                int64_t time, int64_t n, bool reverse, float* __restrict hr,
+                float* __restrict hi, const float* __restrict zeros) {
+  std::fill(hr, hr + n, 0.f);
+  std::fill(hi, hi + n, 0.f);
+  for (int64_t s = 0; s < time; ++s) {
+    int64_t t = reverse ? time - 1 - s : s;
+    const float* __restrict bt = m[t] ? b + t * 2 * n : zeros;
+    float* __restrict xt = x + t * 2 * n;
+#pragma GCC ivdep
+    for (int64_t k = 0; k < n; ++k) {
+      float re = ar[k] * hr[k] - ai[k] * hi[k] + bt[k];
+      float im = ai[k] * hr[k] + ar[k] * hi[k] + bt[n + k];
+      hr[k] = re;
+      hi[k] = im;
+      xt[k] = re;
+      xt[n + k] = im;
+    }
+  }
+}
+
+// One row of the adjoint, walked against the forward direction: lam_t = g_t + conj(a)
+// lam_next(t), db_t = m_t lam_t, and this row's da = sum_t conj(lam_t) x_prev(t) into dr, di.
+void AdjointRow(const float* __restrict ar, const float* __restrict ai,
+                const float* __restrict x, const float* __restrict g, const bool* __restrict m,
+                float* __restrict db, int64_t time, int64_t n, bool reverse,
+                float* __restrict lr, float* __restrict li, float* __restrict dr,
+                float* __restrict di, const float* __restrict zeros) {
+  std::fill(lr, lr + n, 0.f);
+  std::fill(li, li + n, 0.f);
+  std::fill(dr, dr + n, 0.f);
+  std::fill(di, di + n, 0.f);
+  for (int64_t s = 0; s < time; ++s) {
+    int64_t t = reverse ? s : time - 1 - s;  // the forward walk's order, reversed
+    int64_t p = reverse ? t + 1 : t - 1;      // prev(t) of the forward walk
+    const float* __restrict gt = g + t * 2 * n;
+    float* __restrict dbt = db + t * 2 * n;
+    const float keep = m[t] ? 1.f : 0.f;
+#pragma GCC ivdep
+    for (int64_t k = 0; k < n; ++k) {
+      float re = ar[k] * lr[k] + ai[k] * li[k] + gt[k];
+      float im = ar[k] * li[k] - ai[k] * lr[k] + gt[n + k];
+      lr[k] = re;
+      li[k] = im;
+      dbt[k] = keep * re;
+      dbt[n + k] = keep * im;
+    }
+    const float* __restrict xp = (p < 0 || p >= time) ? zeros : x + p * 2 * n;
+#pragma GCC ivdep
+    for (int64_t k = 0; k < n; ++k) {
+      dr[k] += lr[k] * xp[k] + li[k] * xp[n + k];
+      di[k] += li[k] * xp[k] - lr[k] * xp[n + k];
+    }
+  }
+}
+
+ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a_re,
+                       ffi::Buffer<ffi::F32> a_im, ffi::Buffer<ffi::F32> b,
+                       ffi::Buffer<ffi::PRED> m, ffi::ResultBuffer<ffi::F32> x, bool reverse) {
+  Layout l;
+  if (ffi::Error e = GetLayout(a_re, a_im, b, m, l); e.failure()) return e;
+  const int64_t slab = l.time * 2 * l.n;
+  const std::vector<float> zeros(2 * l.n, 0.f);
+  ParallelRows(pool, l.rows, [&](int64_t r) {
+    std::vector<float> h(2 * l.n);
+    const int64_t a_off = (r / l.per_group) * l.n;
+    ForwardRow(a_re.typed_data() + a_off, a_im.typed_data() + a_off,
+               b.typed_data() + r * slab, m.typed_data() + r * l.time,
+               x->typed_data() + r * slab, l.time, l.n, reverse, h.data(), h.data() + l.n,
+               zeros.data());
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error AdjointImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a_re,
+                       ffi::Buffer<ffi::F32> a_im, ffi::Buffer<ffi::F32> x,
+                       ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::PRED> m,
+                       ffi::ResultBuffer<ffi::F32> db, ffi::ResultBuffer<ffi::F32> da_re,
+                       ffi::ResultBuffer<ffi::F32> da_im, bool reverse) {
+  Layout l;
+  if (ffi::Error e = GetLayout(a_re, a_im, g, m, l); e.failure()) return e;
+  const int64_t slab = l.time * 2 * l.n;
+  const std::vector<float> zeros(2 * l.n, 0.f);
+  std::vector<float> partial(l.rows * 2 * l.n);  // each row's da, summed in row order below
+  ParallelRows(pool, l.rows, [&](int64_t r) {
+    std::vector<float> state(2 * l.n);
+    const int64_t a_off = (r / l.per_group) * l.n;
+    float* d = partial.data() + r * 2 * l.n;
+    AdjointRow(a_re.typed_data() + a_off, a_im.typed_data() + a_off,
+               x.typed_data() + r * slab, g.typed_data() + r * slab,
+               m.typed_data() + r * l.time, db->typed_data() + r * slab, l.time, l.n, reverse,
+               state.data(), state.data() + l.n, d, d + l.n, zeros.data());
+  });
+  // da per group, its rows' shares summed in double (deterministic: no thread order)
+  const int64_t groups = l.per_group ? l.rows / l.per_group : a_re.element_count() / l.n;
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t k = 0; k < l.n; ++k) {
+      double sr = 0, si = 0;
+      for (int64_t r = grp * l.per_group; r < (grp + 1) * l.per_group; ++r) {
+        sr += partial[r * 2 * l.n + k];
+        si += partial[r * 2 * l.n + l.n + k];
+      }
+      da_re->typed_data()[grp * l.n + k] = static_cast<float>(sr);
+      da_im->typed_data()[grp * l.n + k] = static_cast<float>(si);
+    }
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LruPlanarScanForward, ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // a_re
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // a_im
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // b
+                                  .Arg<ffi::Buffer<ffi::PRED>>()  // m
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // x
+                                  .Attr<bool>("reverse"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LruPlanarScanAdjoint, AdjointImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // a_re
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // a_im
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // g
+                                  .Arg<ffi::Buffer<ffi::PRED>>()  // m
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // db
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // da_re
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // da_im
+                                  .Attr<bool>("reverse"));

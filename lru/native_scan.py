@@ -1,0 +1,156 @@
+"""The planar recurrence as a compiled CPU kernel (``lru/csrc/planar_scan.cc``) called through
+``jax.ffi``: ``method="native"`` of :func:`lru.scan.planar_recurrence`.
+
+XLA:CPU runs a ``while`` loop one thunk at a time, so the in-place loop of
+:mod:`lru.scan` pays a dispatch per block of steps and lets no row of the batch run ahead of
+another. The kernel instead walks each sequence over time in one pass over memory, its
+states in L1, the rows shared out over XLA's intra-op threads (measured in
+``bench/scan.py``; see ``docs/performance.md``).
+
+It is built on first use with the system's C++ compiler (``$CXX``, else ``c++`` or ``g++``)
+against the XLA FFI headers that jaxlib ships, into a cache directory
+(``$LRU_NATIVE_CACHE``, default ``~/.cache/lru-harness/native``) under a name that hashes
+the source, the flags, the compiler, jaxlib's version and the CPU, and loaded with
+``ctypes``. Where it cannot be built (no compiler, say), :func:`available` is False,
+``method="auto"`` keeps to the XLA loop and asking for ``"native"`` raises an error that
+says why. ``LRU_NATIVE_SCAN=0`` turns it off.
+
+Shapes (axis legend: ``b`` batch, ``t`` time, ``n`` state): ``a_re, a_im: (n,)``,
+``b, x, g, lam: (b, t, 2n)`` holding ``[Re | Im]``; float32 only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+
+Array = jax.Array
+
+SOURCE = Path(__file__).parent / "csrc" / "planar_scan.cc"
+_FORWARD, _ADJOINT = "lru_planar_scan_forward", "lru_planar_scan_adjoint"
+#: Compiler flags, most specific first: the second set is tried when the first fails.
+FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
+
+
+class NativeUnavailable(RuntimeError):
+    """The kernel could not be built or loaded here (the message says why)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LRU_NATIVE_CACHE",
+                               Path.home() / ".cache" / "lru-harness" / "native"))
+
+
+def _compiler() -> str:
+    for name in filter(None, (os.environ.get("CXX"), "c++", "g++", "clang++")):
+        if shutil.which(name):
+            return name
+    raise NativeUnavailable("no C++ compiler found (tried $CXX, c++, g++, clang++); install "
+                            "one (e.g. `apt install g++`) or set CXX")
+
+
+def _cpu_signature() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((ln for ln in lines if ln.startswith(("flags", "Features"))), "")
+
+
+def _build(cxx: str) -> Path:
+    """Compile the kernel (or find it in the cache) and return the shared library's path."""
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    include = jax.ffi.include_dir()
+    errors = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256("\0".join(
+            [SOURCE.read_text(), " ".join(flags), version, jaxlib.__version__,
+             platform.machine(), _cpu_signature()]).encode()).hexdigest()[:16]
+        lib = cache_dir() / f"planar_scan-{key}.so"
+        if lib.exists():
+            return lib
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        # build beside the target, then rename: concurrent builders never see half a file
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+        os.close(fd)
+        cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-isystem", include,
+               str(SOURCE), "-o", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode == 0:
+            os.replace(tmp, lib)
+            return lib
+        os.unlink(tmp)
+        errors.append(f"$ {' '.join(cmd)}\n{done.stderr.strip()[-2000:]}")
+    raise NativeUnavailable("compiling lru/csrc/planar_scan.cc failed:\n" + "\n".join(errors))
+
+
+#: The loaded library, once its handlers are registered: XLA keeps one handler per name
+#: for the life of the process, so registration happens once.
+_registered: list[ctypes.CDLL] = []
+
+
+@functools.cache
+def _load() -> str | None:
+    """Build, load and register the kernel (once per process); the reason it is
+    unavailable, or None when it is ready."""
+    if os.environ.get("LRU_NATIVE_SCAN", "1") == "0":
+        return "turned off by LRU_NATIVE_SCAN=0"
+    if _registered:
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(_compiler())))
+        jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(lib.LruPlanarScanForward),
+                                    platform="cpu")
+        jax.ffi.register_ffi_target(_ADJOINT, jax.ffi.pycapsule(lib.LruPlanarScanAdjoint),
+                                    platform="cpu")
+    except (NativeUnavailable, OSError, AttributeError) as e:
+        return str(e)
+    _registered.append(lib)
+    return None
+
+
+def available() -> bool:
+    """Whether the kernel is built and registered (building it on the first call)."""
+    return _load() is None
+
+
+def require() -> None:
+    """Raise :class:`NativeUnavailable`, saying why, unless the kernel is available."""
+    reason = _load()
+    if reason is not None:
+        raise NativeUnavailable(f"the native planar scan is unavailable: {reason}. Use "
+                                f"method='auto' or 'inplace' instead.")
+
+
+def forward(a_re: Array, a_im: Array, b: Array, mask: Array, reverse: bool) -> Array:
+    """``x_t = a x_prev(t) + mask_t b_t`` on ``[Re | Im]`` storage (``mask: (b, t)`` bool),
+    written over ``b``'s buffer where XLA can: ``(b, t, 2n) -> (b, t, 2n)``."""
+    require()
+    call = jax.ffi.ffi_call(_FORWARD, jax.ShapeDtypeStruct(b.shape, jnp.float32),
+                            vmap_method="broadcast_all", input_output_aliases={2: 0})
+    return call(a_re, a_im, b, mask, reverse=bool(reverse))
+
+
+def adjoint(a_re: Array, a_im: Array, x: Array, g: Array, mask: Array,
+            reverse: bool) -> tuple[Array, Array, Array]:
+    """The adjoint of :func:`forward` at states ``x`` for cotangent ``g``: ``db = mask lam``
+    (``(b, t, 2n)``, over ``g``'s buffer) and ``d a_re, d a_im`` (``(n,)``, each row's share
+    summed over the batch in float64)."""
+    require()
+    out = (jax.ShapeDtypeStruct(g.shape, jnp.float32),
+           jax.ShapeDtypeStruct(a_re.shape, jnp.float32),
+           jax.ShapeDtypeStruct(a_im.shape, jnp.float32))
+    call = jax.ffi.ffi_call(_ADJOINT, out, vmap_method="broadcast_all",
+                            input_output_aliases={3: 0})
+    return call(a_re, a_im, x, g, mask, reverse=bool(reverse))
