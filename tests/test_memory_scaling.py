@@ -38,7 +38,7 @@ def planned_temp_bytes(method: str, length: int) -> int:
     return run.step.lower(run.state, batch, 0).compile().memory_analysis().temp_size_in_bytes
 
 
-@pytest.mark.parametrize("method", ["inplace", "associative", "chunked", "sequential"])
+@pytest.mark.parametrize("method", ["native", "inplace", "associative", "chunked", "sequential"])
 def test_step_memory_is_linear_in_length(method):
     short, long = planned_temp_bytes(method, 512), planned_temp_bytes(method, 8192)
     assert long <= 17 * short, (method, short, long, long / short)
