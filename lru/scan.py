@@ -535,9 +535,11 @@ def planar_recurrence(
                          "(use linear_recurrence for complex arrays)")
     acc = jnp.result_type(b.dtype, jnp.float32)
     if method == "auto":
-        # the compiled kernel where it applies (CPU, float32, built here), else auto_method's
-        native = (jax.default_backend() == "cpu" and acc == jnp.float32
-                  and native_scan.available())
+        # the compiled kernel where it applies (float32 on a single CPU device, built here),
+        # else auto_method's choice. With several devices XLA's partitioner cannot split a
+        # custom call, so it would gather the whole batch onto every device for it.
+        native = (jax.default_backend() == "cpu" and jax.device_count() == 1
+                  and acc == jnp.float32 and native_scan.available())
         method = "native" if native else auto_method(b.shape[0], b.shape[1], a.shape[0])
     method = _resolve_method("planar_recurrence", method, b.shape[0], b.shape[1], a.shape[0],
                              PLANAR_METHODS)
@@ -547,7 +549,7 @@ def planar_recurrence(
     a = a.astype(jnp.result_type(acc, jnp.complex64))
     n = a.shape[0]
     if method == "native":
-        mask = jnp.ones(b.shape[:2], bool) if mask is None else mask
+        mask = jnp.ones(b.shape[:2], bool) if mask is None else jnp.asarray(mask, bool)
         return _planar_native(jnp.real(a), jnp.imag(a), b.astype(acc), mask,
                               reverse).astype(b.dtype)
     if mask is not None:

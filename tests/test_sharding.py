@@ -7,17 +7,26 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
-    import functools, jax, jax.numpy as jnp, numpy as np, optax
+    import functools, sys, jax, jax.numpy as jnp, numpy as np, optax
     from flax import nnx
     from lru.layers import LRU
     from lru.loop import make_train_step
     from lru.models import Classifier
     from lru.optim import OptimizerSettings, make_optimizer
+    from lru.scan import planar_recurrence
     from lru.sharding import data_sharding, shard_batch
 
     assert jax.device_count() == 2, jax.devices()
-    model = Classifier(16, 2, 10, functools.partial(LRU, 16, 8), vocab_size=16, norm="batch",
+    method = sys.argv[1]
+    if method == "auto":  # the XLA loop, which XLA partitions, not the kernel, on a mesh
+        jaxpr = jax.make_jaxpr(lambda b: planar_recurrence(jnp.full(4, 0.5j), b))(
+            jnp.ones((2, 3, 8)))
+        assert "lru_planar_scan" not in str(jaxpr), jaxpr
+    model = Classifier(16, 2, 10, functools.partial(LRU, 16, 8, scan_method=method),
+                       vocab_size=16, norm="batch",
                        dropout=0.1, rngs=nnx.Rngs(params=0, dropout=1))
     tx, _ = make_optimizer(model, OptimizerSettings(lr=1e-2, weight_decay=0.1,
                                                     recurrent_lr_factor=0.5, steps=10))
@@ -45,10 +54,13 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sharded_step_equals_single_device_step():
+@pytest.mark.parametrize("scan_method", ["auto", "native"])
+def test_sharded_step_equals_single_device_step(scan_method):
+    """Both the XLA loop (``auto`` on a mesh) and the native kernel (whose operands XLA
+    gathers onto each device) give the single-device step's numbers."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, scan_method], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("OK")
