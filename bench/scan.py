@@ -3,10 +3,11 @@
 For a time-invariant complex ``a`` (|a| ~ 0.99, random phases) and random complex ``b`` of
 shape (batch, time, state), measures in one run:
 
-* the machine's copy bandwidth: the fastest of many ``np.copyto(dst, src)`` calls on warm,
-  preallocated complex64 arrays the size of ``b`` (bandwidth = 2 * nbytes / time), measured
-  before and after the methods and the higher figure kept (a copy of 32 MiB moves between
-  ~22 and ~42 GB/s on the shared CPU machines; the best figure makes the bound the strictest);
+* the machine's copy bandwidth: the fastest of many copies of warm complex64 arrays the size
+  of ``b`` (bandwidth = 2 * nbytes / time), by ``np.copyto`` into a preallocated array (one
+  core) and by a jitted ``x + 0`` (XLA, every core), measured before and after the methods
+  and the highest figure kept (a copy of 32 MiB moves between ~22 and ~45 GB/s on the shared
+  CPU machines; the best figure makes the bound the strictest);
 * the memory-traffic bounds: forward = (read b + write x) = 2 arrays / bandwidth;
   forward + backward = those 2 plus the backward's 3 (read cotangent g, read x, write db)
   = 5 arrays / bandwidth;
@@ -22,8 +23,11 @@ shape (batch, time, state), measures in one run:
   ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
   ``lru/native_scan.py``, the path the LRU layer takes on CPU; left out where it cannot be
   built);
-* which method ``auto`` picks for the shape, for ``linear_recurrence`` and for
-  ``planar_recurrence``.
+* the same for the RG-LRU's case (``"input_dependent"`` in the JSON): a real float32 ``a``
+  per step and channel, ``(batch, time, 2 * state)`` so that each array has the same bytes,
+  ``inplace`` against ``native`` (bounds: 3 arrays forward, 8 forward + backward);
+* which method ``auto`` picks for the shape, for ``linear_recurrence`` (complex
+  time-invariant ``a``) and for ``planar_recurrence``.
 
 Prints a table and writes JSON (atomically) to ``--out``::
 
@@ -56,7 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Time every linear_recurrence method (forward, forward+backward) against "
-        "the memory-traffic bound measured with np.copyto in the same run.",
+        "the memory-traffic bound (the best of np.copyto and an XLA copy) measured in the same run.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--batch", type=int, default=32, help="batch size")
@@ -94,18 +98,20 @@ def median_seconds(fn, repeats: int, warmup: int, setup=None) -> tuple[float, li
 
 def measure_bandwidth(shape, repeats: int) -> tuple[float, float]:
     """Copy bandwidth (bytes/s) on warm complex64 arrays of ``shape``, from the fastest of
-    ``max(repeats, 30)`` copies: ``np.copyto`` on the CPU; on an accelerator, a jitted
-    device-to-device copy (``x + 0`` into a fresh buffer)."""
-    if jax.default_backend() != "cpu":
-        src = jnp.ones(shape, jnp.complex64)
-        copy = jax.jit(lambda x: x + 0)
-        jax.block_until_ready(copy(src))
-        _, samples = median_seconds(lambda: jax.block_until_ready(copy(src)),
-                                    max(repeats, 30), warmup=3)
-    else:
-        src = np.ones(shape, np.complex64)
+    ``max(repeats, 30)`` copies of each kind: on an accelerator a jitted device-to-device
+    copy (``x + 0`` into a fresh buffer); on the CPU the faster of that (which XLA runs on
+    every core) and ``np.copyto`` (one core), so that kernels using every core are held to
+    the strictest bound."""
+    src = jnp.ones(shape, jnp.complex64)
+    copy = jax.jit(lambda x: x + 0)
+    jax.block_until_ready(copy(src))
+    _, samples = median_seconds(lambda: jax.block_until_ready(copy(src)),
+                                max(repeats, 30), warmup=3)
+    if jax.default_backend() == "cpu":
+        host_src = np.ones(shape, np.complex64)
         dst = np.zeros(shape, np.complex64)  # both written once: pages faulted in
-        _, samples = median_seconds(lambda: np.copyto(dst, src), max(repeats, 30), warmup=5)
+        _, host = median_seconds(lambda: np.copyto(dst, host_src), max(repeats, 30), warmup=5)
+        samples = samples + host
     t = min(samples)
     return 2 * src.nbytes / t, t
 
@@ -123,6 +129,16 @@ def make_inputs(batch: int, length: int, n: int, seed: int):
     shape = (batch, length, n)
     b = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
     g = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    return jnp.asarray(a), jnp.asarray(b), jnp.asarray(g)
+
+
+def make_input_dependent(batch: int, length: int, width: int, seed: int):
+    """The RG-LRU's case: real float32 ``a`` in [0.9, 0.999] per step and channel, ``b`` and a
+    cotangent ``g``, all ``(batch, length, width)``."""
+    rng = np.random.default_rng(seed + 1)
+    shape = (batch, length, width)
+    a = rng.uniform(0.9, 0.999, shape).astype(np.float32)
+    b, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
     return jnp.asarray(a), jnp.asarray(b), jnp.asarray(g)
 
 
@@ -189,6 +205,12 @@ def main(argv=None) -> dict:
     methods = timed_methods()
     for name, (f, b_form, g_form) in forms(methods, a, b, g).items():
         results[name] = bench_method(f, a, b_form, g_form, args.repeats, args.warmup)
+    # real input-dependent a (RG-LRU), width 2 * state: the same bytes per array
+    a_r, b_r, g_r = make_input_dependent(args.batch, args.time, 2 * args.state, args.seed)
+    dependent = {}
+    for m in ["inplace"] + (["native"] if planar_auto == "native" else []):
+        dependent[m] = bench_method(lambda a, b, m=m: linear_recurrence(a, b, method=m),
+                                    a_r, b_r, g_r, args.repeats, args.warmup)
     bandwidth_after, _ = measure_bandwidth(shape, args.repeats)
     bandwidth = max(bandwidth_before, bandwidth_after)
     copy_s = 2 * nbytes / bandwidth
@@ -207,6 +229,17 @@ def main(argv=None) -> dict:
         for setting in ("", "donated_"):
             r[f"{setting}fwd_ratio"] = r[f"{setting}fwd_ms"] / (1e3 * bound_fwd)
             r[f"{setting}fwd_bwd_ratio"] = r[f"{setting}fwd_bwd_ms"] / (1e3 * bound_fb)
+
+    # input-dependent bounds: fwd reads a, b and writes x (3 arrays); fwd+bwd adds the
+    # adjoint's reads of a, x, g and writes of db, da (5 more)
+    dep_ref = None
+    for m, r in dependent.items():
+        x = np.asarray(r.pop("x"))
+        dep_ref = x if dep_ref is None else dep_ref
+        r["max_rel_diff_vs_inplace"] = float(np.max(np.abs(x - dep_ref)) / np.max(np.abs(dep_ref)))
+        for setting in ("", "donated_"):
+            r[f"{setting}fwd_ratio"] = r[f"{setting}fwd_ms"] / (1e3 * 3 * nbytes / bandwidth)
+            r[f"{setting}fwd_bwd_ratio"] = r[f"{setting}fwd_bwd_ms"] / (1e3 * 8 * nbytes / bandwidth)
 
     data = {
         "benchmark": "lru.scan.linear_recurrence",
@@ -235,6 +268,12 @@ def main(argv=None) -> dict:
         "auto_method": auto,
         "planar_auto_method": planar_auto,
         "methods": results,
+        "input_dependent": {
+            "case": f"real float32 a, b of ({args.batch}, {args.time}, {2 * args.state}), a in "
+                    "[0.9, 0.999] (the RG-LRU's); bounds: fwd 3 arrays (read a, b, write x), "
+                    "fwd+bwd 8 (+ read a, x, g, write db, da), each / bandwidth",
+            "methods": dependent,
+        },
     }
     write_json(args.out, data)
 
@@ -258,6 +297,14 @@ def main(argv=None) -> dict:
             f"{r['fwd_bwd_ms']:>11.2f} {r['fwd_bwd_ratio']:>8.2f} | "
             f"{r['donated_fwd_ms']:>12.2f} {r['donated_fwd_ratio']:>8.2f} "
             f"{r['donated_fwd_bwd_ms']:>8.2f} {r['donated_fwd_bwd_ratio']:>8.2f}{mark}"
+        )
+    print(f"real input-dependent a (RG-LRU), {args.batch}x{args.time}x{2 * args.state} float32:")
+    for method, r in dependent.items():
+        print(
+            f"{method:<15} {'':>3}{r['fwd_ms']:>13.2f} {r['fwd_ratio']:>8.2f} "
+            f"{r['fwd_bwd_ms']:>11.2f} {r['fwd_bwd_ratio']:>8.2f} | "
+            f"{r['donated_fwd_ms']:>12.2f} {r['donated_fwd_ratio']:>8.2f} "
+            f"{r['donated_fwd_bwd_ms']:>8.2f} {r['donated_fwd_bwd_ratio']:>8.2f}"
         )
     print(f"auto: linear_recurrence -> {auto}, planar_recurrence -> {planar_auto}; wrote {os.path.relpath(args.out, Path.cwd())}")
     return data

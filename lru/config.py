@@ -19,7 +19,7 @@ from lru.blocks import GLU_VARIANTS, NORMS
 from lru.ladder import RUNG_NAMES
 from lru.models import POOLINGS
 from lru.precision import PRECISIONS
-from lru.scan import PLANAR_METHODS
+from lru.scan import ALL_METHODS
 
 
 @dataclasses.dataclass
@@ -130,9 +130,9 @@ CHOICES = {
     "model.norm": NORMS,
     "model.glu": GLU_VARIANTS,
     "model.pooling": POOLINGS,
-    # "native" (the compiled CPU kernel) runs the LRU's complex diagonal rungs only; other layers
-    # and rungs reject it with their own message
-    "model.scan_method": ("auto",) + PLANAR_METHODS,
+    # "native": the compiled CPU kernels (lru/native_scan.py) of the LRU's and S5's recurrence
+    # and the RG-LRU's real one; a case they do not run is refused with its own message
+    "model.scan_method": ("auto",) + ALL_METHODS,
     "ablation.rung": RUNG_NAMES,
     "schedule.name": ("cosine", "constant"),
     "trainer.precision": PRECISIONS,

@@ -1,5 +1,7 @@
-"""The planar recurrence as a compiled CPU kernel (``lru/csrc/planar_scan.cc``) called through
-``jax.ffi``: ``method="native"`` of :func:`lru.scan.planar_recurrence`.
+"""Linear recurrences as compiled CPU kernels (``lru/csrc/planar_scan.cc``) called through
+``jax.ffi``: ``method="native"`` of :func:`lru.scan.planar_recurrence` (the LRU's complex
+time-invariant case on ``[Re | Im]`` storage) and of :func:`lru.scan.linear_recurrence` for a
+real input-dependent ``a`` (the RG-LRU).
 
 XLA:CPU runs a ``while`` loop one thunk at a time, so the in-place loop of
 :mod:`lru.scan` pays a dispatch per block of steps and lets no row of the batch run ahead of
@@ -15,8 +17,9 @@ the source, the flags, the compiler, jaxlib's version and the CPU, and loaded wi
 ``method="auto"`` keeps to the XLA loop and asking for ``"native"`` raises an error that
 says why. ``LRU_NATIVE_SCAN=0`` turns it off.
 
-Shapes (axis legend: ``b`` batch, ``t`` time, ``n`` state): ``a_re, a_im: (n,)``,
-``b, x, g, lam: (b, t, 2n)`` holding ``[Re | Im]``; float32 only.
+Shapes (axis legend: ``b`` batch, ``t`` time, ``n`` state): planar ``a_re, a_im: (n,)``,
+``b, x, g: (b, t, 2n)`` holding ``[Re | Im]``; real input-dependent ``a, b, x, g: (b, t, n)``,
+``h0: (b, n)``. float32 only.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ Array = jax.Array
 
 SOURCE = Path(__file__).parent / "csrc" / "planar_scan.cc"
 _FORWARD, _ADJOINT = "lru_planar_scan_forward", "lru_planar_scan_adjoint"
+_DIAG_FORWARD, _DIAG_ADJOINT = "lru_diag_scan_forward", "lru_diag_scan_adjoint"
 #: Compiler flags, most specific first: the second set is tried when the first fails.
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
 
@@ -114,6 +118,10 @@ def _load() -> str | None:
                                     platform="cpu")
         jax.ffi.register_ffi_target(_ADJOINT, jax.ffi.pycapsule(lib.LruPlanarScanAdjoint),
                                     platform="cpu")
+        jax.ffi.register_ffi_target(_DIAG_FORWARD, jax.ffi.pycapsule(lib.LruDiagScanForward),
+                                    platform="cpu")
+        jax.ffi.register_ffi_target(_DIAG_ADJOINT, jax.ffi.pycapsule(lib.LruDiagScanAdjoint),
+                                    platform="cpu")
     except (NativeUnavailable, OSError, AttributeError) as e:
         return str(e)
     _registered.append(lib)
@@ -154,3 +162,24 @@ def adjoint(a_re: Array, a_im: Array, x: Array, g: Array, mask: Array,
     call = jax.ffi.ffi_call(_ADJOINT, out, vmap_method="broadcast_all",
                             input_output_aliases={3: 0})
     return call(a_re, a_im, x, g, mask, reverse=bool(reverse))
+
+
+def diag_forward(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
+    """``x_t = a_t x_prev(t) + b_t`` for real input-dependent ``a``, starting from ``h0``,
+    written over ``b``'s buffer where XLA can: ``(b, t, n) -> (b, t, n)``."""
+    require()
+    call = jax.ffi.ffi_call(_DIAG_FORWARD, jax.ShapeDtypeStruct(b.shape, jnp.float32),
+                            vmap_method="broadcast_all", input_output_aliases={1: 0})
+    return call(a, b, h0, reverse=bool(reverse))
+
+
+def diag_adjoint(a: Array, x: Array, h0: Array, g: Array,
+                 reverse: bool) -> tuple[Array, Array, Array]:
+    """The adjoint of :func:`diag_forward` at states ``x`` for cotangent ``g``: ``db``
+    (over ``g``'s buffer), ``da`` (over ``x``'s), both ``(b, t, n)``, and ``dh0`` ``(b, n)``."""
+    require()
+    out = (jax.ShapeDtypeStruct(g.shape, jnp.float32), jax.ShapeDtypeStruct(x.shape, jnp.float32),
+           jax.ShapeDtypeStruct(h0.shape, jnp.float32))
+    call = jax.ffi.ffi_call(_DIAG_ADJOINT, out, vmap_method="broadcast_all",
+                            input_output_aliases={3: 0, 1: 1})
+    return call(a, x, h0, g, reverse=bool(reverse))

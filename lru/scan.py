@@ -38,8 +38,14 @@ from lru.pallas_scan import pallas_recurrence
 Array = jax.Array
 Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pallas", "native"]
 
-#: The concrete methods, in the order benchmarks report them.
+#: The concrete methods, in the order benchmarks report them; each runs every case.
 METHODS: tuple[str, ...] = ("sequential", "associative", "chunked", "inplace", "pallas")
+
+#: Every method name: :data:`METHODS` and ``native``, the compiled CPU kernels of
+#: :mod:`lru.native_scan`, which run two cases: :func:`planar_recurrence` (the LRU's complex
+#: time-invariant ``a``) and :func:`linear_recurrence` with a real float32 input-dependent
+#: ``a`` (the RG-LRU). ``auto`` picks them there on a single CPU device.
+ALL_METHODS: tuple[str, ...] = METHODS + ("native",)
 
 #: Chunk length used by ``method="chunked"`` when none is given.
 DEFAULT_CHUNK = 32
@@ -210,6 +216,7 @@ _KERNELS: dict[str, Callable[..., Array]] = {
     "chunked": _chunked,
     "inplace": _inplace,
     "pallas": pallas_recurrence,
+    "native": native_scan.diag_forward,  # real float32 input-dependent a only
 }
 
 
@@ -234,6 +241,9 @@ def _recurrence_bwd(reverse, method, residuals, g):
     if method == "inplace":
         lam, da = _inplace_adjoint(a, x, h0, g, reverse)
         return da, lam, a_first * lam[:, first]
+    if method == "native":  # one fused pass: db, da and dh0
+        db, da, dh0 = native_scan.diag_adjoint(a, x, h0, g, reverse)
+        return da, db, dh0
     # Adjoint recurrence, run the other way: lam_t = g_t + a_next(t) * lam_next(t).
     if varying:
         if reverse:  # next(t) = t - 1
@@ -276,16 +286,20 @@ def auto_method(batch: int, time: int, n: int, *, backend: str | None = None) ->
 
 
 def _resolve_method(caller: str, method: str, batch: int, time: int, n: int,
-                    choices: tuple[str, ...] = METHODS) -> str:
-    """``method``, or :func:`auto_method`'s choice for ``"auto"``; a name outside ``choices``
-    raises a ValueError naming ``caller`` and the valid names."""
+                    native_fits: bool) -> str:
+    """``method``; for ``"auto"``, ``"native"`` when ``native_fits`` (the case is one the
+    kernels run) on a single CPU device where they build, else :func:`auto_method`'s choice.
+    An unknown name raises a ValueError naming ``caller`` and the valid names. (With several
+    devices XLA's partitioner cannot split a custom call: it would gather the whole batch
+    onto every device for it.)"""
     if method == "auto":
+        if (native_fits and jax.default_backend() == "cpu" and jax.device_count() == 1
+                and native_scan.available()):
+            return "native"
         return auto_method(batch, time, n)
-    if method not in choices:
-        hint = ("; 'native' runs only planar_recurrence (complex time-invariant a on [Re | Im] "
-                "storage)" if method == "native" else "")
+    if method not in ALL_METHODS:
         raise ValueError(
-            f"{caller}: unknown method {method!r}; choose one of {('auto',) + choices}{hint}"
+            f"{caller}: unknown method {method!r}; choose one of {('auto',) + ALL_METHODS}"
         )
     return method
 
@@ -338,7 +352,9 @@ def linear_recurrence(
       h0: initial state ``(b, n)``; zeros when ``None``. With ``reverse=True`` it is the
         state beyond the last step.
       reverse: run right to left, ``x_t = a_t * x_{t+1} + b_t`` (bidirectional layers).
-      method: one of :data:`METHODS`, or ``"auto"`` for :func:`auto_method`'s choice.
+      method: one of :data:`ALL_METHODS` (``"native"`` for a real float32 input-dependent
+        ``a`` only), or ``"auto"``: ``"native"`` where it applies on a single CPU device,
+        else :func:`auto_method`'s choice.
 
     Returns:
       ``x`` of shape ``(b, t, n)`` in the promoted dtype of the inputs. The recurrence
@@ -347,10 +363,17 @@ def linear_recurrence(
     """
     a, b = jnp.asarray(a), jnp.asarray(b)
     _check_inputs(a, b, h0)
-    method = _resolve_method("linear_recurrence", method, b.shape[0], b.shape[1], b.shape[2])
     dtypes = [a.dtype, b.dtype] + ([jnp.asarray(h0).dtype] if h0 is not None else [])
     out_dtype = jnp.result_type(*dtypes)
     acc_dtype = jnp.result_type(out_dtype, jnp.float32)
+    native_fits = a.ndim == 3 and acc_dtype == jnp.float32
+    method = _resolve_method("linear_recurrence", method, b.shape[0], b.shape[1], b.shape[2],
+                             native_fits)
+    if method == "native" and not native_fits:
+        raise ValueError(
+            f"linear_recurrence: method 'native' runs a real float32 input-dependent a (b, t, n) "
+            f"only; got a {a.shape} of the {acc_dtype} case (planar_recurrence runs the "
+            f"complex time-invariant one natively; use 'auto' or 'inplace' here)")
     a = a.astype(acc_dtype)
     if a.ndim == 3:
         a = jnp.broadcast_to(a, b.shape)
@@ -410,9 +433,11 @@ def _walk_blocks(length: int, reverse: bool, block_fn, carry, block: int = PLANA
     return lax.fori_loop(0, rest, singles, carry) if rest else carry
 
 
-#: Methods of :func:`planar_recurrence`: those of :func:`linear_recurrence`, and ``native``,
-#: the compiled CPU kernel of :mod:`lru.native_scan`.
-PLANAR_METHODS: tuple[str, ...] = METHODS + ("native",)
+def linear_method(method: str) -> str:
+    """The :func:`linear_recurrence` method for a layer configured with a
+    :func:`planar_recurrence` ``method``: ``"auto"`` for the planar-only ``"native"`` (a
+    layer's complex reference path, e.g. its ``states()``), else ``method`` itself."""
+    return "auto" if method == "native" else method
 
 
 def _planar_loop(a_re: Array, a_im: Array, b: Array, reverse: bool) -> Array:
@@ -515,7 +540,7 @@ def planar_recurrence(
       mask: optional ``(b, t)`` booleans; inputs where it is False count as zero (padding
         never reaches the states, in either direction). Their cotangents are zero.
       reverse: run right to left.
-      method: one of :data:`PLANAR_METHODS`, or ``"auto"``.
+      method: one of :data:`ALL_METHODS`, or ``"auto"``.
 
     Returns:
       ``x``: ``(b, t, 2n)``, ``[Re x | Im x]``, in ``b``'s dtype (accumulated in at least
@@ -534,15 +559,8 @@ def planar_recurrence(
         raise ValueError("planar_recurrence: b holds real [Re | Im] halves; got a complex b "
                          "(use linear_recurrence for complex arrays)")
     acc = jnp.result_type(b.dtype, jnp.float32)
-    if method == "auto":
-        # the compiled kernel where it applies (float32 on a single CPU device, built here),
-        # else auto_method's choice. With several devices XLA's partitioner cannot split a
-        # custom call, so it would gather the whole batch onto every device for it.
-        native = (jax.default_backend() == "cpu" and jax.device_count() == 1
-                  and acc == jnp.float32 and native_scan.available())
-        method = "native" if native else auto_method(b.shape[0], b.shape[1], a.shape[0])
     method = _resolve_method("planar_recurrence", method, b.shape[0], b.shape[1], a.shape[0],
-                             PLANAR_METHODS)
+                             acc == jnp.float32)
     if method == "native" and acc != jnp.float32:
         raise ValueError(f"planar_recurrence: method 'native' runs in float32; got b of "
                          f"{b.dtype} (use method='inplace' for wider types)")

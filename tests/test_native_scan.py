@@ -188,6 +188,16 @@ def test_lru_layer_on_the_kernel_equals_the_xla_loop(bidirectional):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(2, 0, 2 * N), (0, T, 2 * N)])
+def test_empty_batch_or_time_gives_empty_states_and_zero_decay_gradient(shape):
+    a, _, _ = _inputs()
+    b = jnp.ones(shape)
+    x, vjp = jax.vjp(lambda a, b: planar_recurrence(a, b, method="native"), a, b)
+    da, db = vjp(jnp.ones(shape))
+    assert x.shape == shape and db.shape == shape
+    np.testing.assert_array_equal(da, np.zeros(N))
+
+
 def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path / "here"))
     assert native_scan.cache_dir() == tmp_path / "here"

@@ -18,7 +18,7 @@ from scipy import linalg, stats
 from lru.layers import RGLRU, RGLRULayer
 from lru.layers.rglru import (MAX_SQRT_GRADIENT, BlockDiagonalLinear, base_decay,
                               ring_a_param, sqrt_bound_derivative)
-from lru.scan import METHODS
+from lru.scan import ALL_METHODS
 
 BATCH, TIME, WIDTH, BLOCKS = 2, 9, 8, 2
 #: Row 0: one document; row 1: documents starting at t = 0, 4 and 7.
@@ -110,8 +110,8 @@ def test_scan_methods_agree_and_gradients_match_a_plain_loop():
     x = make_x(7)
     seg = jnp.asarray(SEGMENT_POS)
     outs = {}
-    for method in ("sequential", "associative", "chunked", "inplace"):
-        assert method in METHODS
+    for method in ("sequential", "associative", "chunked", "inplace", "native"):
+        assert method in ALL_METHODS
         layer.scan_method = method
         outs[method] = layer(x, seg)[0]
     for y in outs.values():

@@ -252,6 +252,30 @@ def test_padding_matches_unpadded(discretization):
     assert not np.allclose(np.asarray(layer(u))[1, :4], got[1, :4], atol=1e-3)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("scan_method", ["native", "inplace"])
+def test_call_on_planar_storage_equals_the_complex_states_path(bidirectional, scan_method):
+    """``__call__`` (real [Re | Im] products around planar_recurrence) gives the outputs and
+    parameter gradients of ``_readout(states(u, mask), u)`` (complex, linear_recurrence)."""
+    layer = S5(D_MODEL, D_STATE, bidirectional=bidirectional, scan_method=scan_method,
+               rngs=nnx.Rngs(12))
+    u = make_input(13)
+    mask = jnp.arange(TIME)[None, :] < jnp.asarray([TIME, 3])[:, None]
+    graph, params = nnx.split(layer)
+
+    def grads(apply):
+        def loss(params):
+            m = nnx.merge(graph, params)
+            return jnp.sum(jnp.where(mask[..., None], apply(m), 0) ** 2)
+        return jax.value_and_grad(loss)(params)
+
+    (v1, g1) = grads(lambda m: m(u, mask))
+    (v0, g0) = grads(lambda m: m._readout(m.states(u, mask), u))
+    np.testing.assert_allclose(v1, v0, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- 5. clip_eigs
 
 

@@ -24,7 +24,7 @@ import pytest
 from lru.scan import (
     DEFAULT_CHUNK,
     METHODS,
-    PLANAR_METHODS,
+    ALL_METHODS,
     PLANAR_BLOCK,
     _chunked,
     auto_method,
@@ -233,6 +233,26 @@ def test_values_and_grads_match_loop(method, config):
     x, grads = grid_results(method)[config]
     assert x.dtype == jnp.dtype(config[0])
     assert [g.dtype for g in grads] == [arg.dtype for arg in args]
+    assert_all_close((x, grads), ref)
+
+
+NATIVE = [c for c in CONFIGS if c[0] == jnp.float32 and c[1] == "varying"]
+
+
+@functools.cache
+def native_results():
+    cases = [(_linear("native", c[2], c[3]), *grid_case(c)[:2]) for c in NATIVE]
+    return dict(zip(NATIVE, batched(cases)))
+
+
+@pytest.mark.parametrize("config", NATIVE, ids=[_config_id(*c) for c in NATIVE])
+def test_native_values_and_grads_match_loop(config):
+    """The compiled kernel for a real input-dependent a (RG-LRU): states and the gradients
+    of a, b and h0 as the loop gives them, both directions."""
+    assert len(NATIVE) == 4
+    args, _, ref = grid_case(config)
+    x, grads = native_results()[config]
+    assert x.dtype == jnp.float32
     assert_all_close((x, grads), ref)
 
 
@@ -680,7 +700,7 @@ def _loop_planar(reverse):
     return f
 
 
-PLANAR = list(itertools.product(PLANAR_METHODS, [False, True]))
+PLANAR = list(itertools.product(ALL_METHODS, [False, True]))
 
 
 @functools.cache
@@ -730,7 +750,7 @@ def test_planar_inplace_blocks_and_leftover_steps(method, time, reverse):
                      names=("x", "da", "db"))
 
 
-PLANAR_MASKED = list(itertools.product(PLANAR_METHODS, [False, True]))
+PLANAR_MASKED = list(itertools.product(ALL_METHODS, [False, True]))
 LENGTHS = (TIME, 9)  # one full sequence, one padded after step 9
 
 
@@ -803,8 +823,12 @@ def test_planar_rejects_complex_b_and_unknown_method():
         planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N)), mask=jnp.ones((TIME,), bool))
 
 
-def test_native_is_only_a_planar_method():
-    """linear_recurrence names planar_recurrence when asked for the native kernel."""
-    a, b, _, _ = make_inputs(16, dtype=jnp.complex64)
-    with pytest.raises(ValueError, match="'native' runs only planar_recurrence"):
+@pytest.mark.parametrize("dtype,a_shape", [(jnp.complex64, "varying"),
+                                           (jnp.float32, "invariant")])
+def test_native_linear_recurrence_refuses_the_cases_it_does_not_run(dtype, a_shape):
+    """linear_recurrence's native kernel is for a real float32 input-dependent a; the error
+    for anything else names that and planar_recurrence."""
+    a, b, _, _ = make_inputs(16, dtype=dtype, a_shape=a_shape)
+    with pytest.raises(ValueError, match="'native' runs a real float32 input-dependent a.*"
+                                         "planar_recurrence"):
         linear_recurrence(a, b, method="native")

@@ -12,6 +12,14 @@
 // one write of x: the memory bound. Rows are shared out over XLA's intra-op thread pool.
 // `a` may carry leading axes too (vmap with broadcast_all): they split the rows into equal
 // groups, and group j uses a's row j.
+//
+// The second pair of handlers is the real input-dependent recurrence (RG-LRU):
+//
+//   forward:   x_t = a_t x_prev(t) + b_t,                   x_prev of the first step = h0
+//   adjoint:   lam_t = g_t + a_next(t) lam_next(t),  db_t = lam_t,  da_t = lam_t x_prev(t),
+//              dh0 = a_first lam_first
+//
+// with a, b, x, g: (rows, t, n) and h0: (rows, n), row by row in the same way.
 
 #include <algorithm>
 #include <atomic>
@@ -192,7 +200,106 @@ ffi::Error AdjointImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a_re,
   return ffi::Error::Success();
 }
 
+// Real input-dependent rows: a, b, x, g, da, db are (rows, t, n); h0, dh0 are (rows, n).
+ffi::Error GetDiagLayout(const ffi::Buffer<ffi::F32>& a, const ffi::Buffer<ffi::F32>& h0,
+                         int64_t& rows, int64_t& time, int64_t& n) {
+  auto d = a.dimensions();
+  if (d.size() < 2) return ffi::Error::InvalidArgument("diag_scan: a must be (..., t, n)");
+  time = d[d.size() - 2];
+  n = d.back();
+  rows = time && n ? a.element_count() / (time * n) : 0;
+  if (h0.element_count() != rows * n) {
+    return ffi::Error::InvalidArgument("diag_scan: h0 must be (rows, n)");
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error DiagForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a,
+                           ffi::Buffer<ffi::F32> b, ffi::Buffer<ffi::F32> h0,
+                           ffi::ResultBuffer<ffi::F32> x, bool reverse) {
+  int64_t rows, time, n;
+  if (ffi::Error e = GetDiagLayout(a, h0, rows, time, n); e.failure()) return e;
+  ParallelRows(pool, rows, [&](int64_t r) {
+    const float* __restrict ar = a.typed_data() + r * time * n;
+    const float* __restrict br = b.typed_data() + r * time * n;
+    float* __restrict xr = x->typed_data() + r * time * n;
+    std::vector<float> h(h0.typed_data() + r * n, h0.typed_data() + (r + 1) * n);
+    float* __restrict hp = h.data();
+    for (int64_t s = 0; s < time; ++s) {
+      const int64_t o = (reverse ? time - 1 - s : s) * n;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < n; ++k) {
+        hp[k] = ar[o + k] * hp[k] + br[o + k];
+        xr[o + k] = hp[k];
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error DiagAdjointImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a,
+                           ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> h0,
+                           ffi::Buffer<ffi::F32> g, ffi::ResultBuffer<ffi::F32> db,
+                           ffi::ResultBuffer<ffi::F32> da, ffi::ResultBuffer<ffi::F32> dh0,
+                           bool reverse) {
+  int64_t rows, time, n;
+  if (ffi::Error e = GetDiagLayout(a, h0, rows, time, n); e.failure()) return e;
+  ParallelRows(pool, rows, [&](int64_t r) {
+    const int64_t off = r * time * n;
+    const float* __restrict ar = a.typed_data() + off;
+    // no __restrict: db is written over g's buffer and da over x's where XLA aliases them
+    // (slot t of x is last read, as x_prev, one step before da's slot t is written)
+    const float* xr = x.typed_data() + off;
+    const float* gr = g.typed_data() + off;
+    float* dbr = db->typed_data() + off;
+    float* dar = da->typed_data() + off;
+    const float* __restrict h0r = h0.typed_data() + r * n;
+    std::vector<float> lam(n, 0.f);
+    float* __restrict lp = lam.data();
+    for (int64_t s = 0; s < time; ++s) {
+      const int64_t t = reverse ? s : time - 1 - s;  // against the forward walk
+      const int64_t nxt = reverse ? t - 1 : t + 1;    // processed just before t
+      const int64_t prv = reverse ? t + 1 : t - 1;    // the state a_t multiplied
+      const float* __restrict an = (nxt >= 0 && nxt < time) ? ar + nxt * n : ar + t * n;
+      const float* __restrict xp = (prv >= 0 && prv < time) ? xr + prv * n : h0r;
+      const int64_t o = t * n;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < n; ++k) {
+        lp[k] = an[k] * lp[k] + gr[o + k];  // lam is 0 before the first step: an unused
+        dbr[o + k] = lp[k];
+        dar[o + k] = lp[k] * xp[k];
+      }
+    }
+    const int64_t first = reverse ? time - 1 : 0;
+    for (int64_t k = 0; k < n; ++k) {
+      dh0->typed_data()[r * n + k] = time ? ar[first * n + k] * lp[k] : 0.f;
+    }
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LruDiagScanForward, DiagForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // a
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // b
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // h0
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // x
+                                  .Attr<bool>("reverse"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LruDiagScanAdjoint, DiagAdjointImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // a
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // h0
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // g
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // db
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // da
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // dh0
+                                  .Attr<bool>("reverse"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LruPlanarScanForward, ForwardImpl,
                               ffi::Ffi::Bind()

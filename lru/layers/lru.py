@@ -25,7 +25,8 @@ from flax import nnx
 from lru.ladder import get_rung
 from lru.precision import check_precision, matmul
 from lru.projection import project
-from lru.scan import bidirectional_recurrence, dense_recurrence, planar_recurrence
+from lru.scan import (bidirectional_recurrence, dense_recurrence, linear_method,
+                      planar_recurrence)
 
 Array = jax.Array
 
@@ -98,9 +99,10 @@ class LRU(nnx.Module):
       r_min, r_max, max_phase: the ring of the initial eigenvalues (rungs with ring init).
       bidirectional: add a right-to-left recurrence.
       rung: a name from :data:`lru.ladder.RUNG_NAMES`; ``"lru"`` is the LRU itself.
-      scan_method: for diagonal rungs, a method of :func:`lru.scan.planar_recurrence`
-        (complex rungs; ``"auto"`` is the compiled kernel on CPU where it builds) or of
-        :func:`lru.scan.linear_recurrence` (real rungs, which have no ``"native"``).
+      scan_method: for the diagonal rungs, a method of :func:`lru.scan.planar_recurrence`
+        (``"auto"`` is the compiled kernel on CPU where it builds); :meth:`states`, the
+        complex reference path, runs :func:`lru.scan.linear_recurrence` with it (``"auto"``
+        in place of the planar-only ``"native"``).
       precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16
         operands, float32 accumulation; the recurrence always runs in float32).
       rngs: parameter RNG streams (uses ``rngs.params``).
@@ -216,7 +218,7 @@ class LRU(nnx.Module):
         if spec.transition == "diagonal":
             return bidirectional_recurrence(self.eigenvalues(), bu,
                                             bidirectional=self.bidirectional,
-                                            method=self.scan_method)
+                                            method=linear_method(self.scan_method))
         directions = (False, True) if self.bidirectional else (False,)
         xs = [dense_recurrence(self.A[...], bu, activation=spec.activation, reverse=r)
               for r in directions]

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lru.scan import METHODS, linear_recurrence
+from lru.scan import ALL_METHODS, linear_recurrence
 
 Array = jax.Array
 
@@ -191,9 +191,9 @@ class RGLRU(nnx.Module):
                  complex: bool = False, r_min: float = 0.9, r_max: float = 0.999,
                  ring: str = "a", max_phase: float = 2 * np.pi, scan_method: str = "auto",
                  rngs: nnx.Rngs):
-        if scan_method not in ("auto",) + METHODS:
+        if scan_method not in ("auto",) + ALL_METHODS:
             raise ValueError(f"RGLRU: unknown scan_method {scan_method!r}; choose one of "
-                             f"{('auto',) + METHODS}")
+                             f"{('auto',) + ALL_METHODS}")
         if complex and width % 2:
             raise ValueError(f"RGLRU: complex=True reads the input's halves as real and "
                              f"imaginary parts, so width must be even; got {width}")

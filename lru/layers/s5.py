@@ -35,7 +35,9 @@ from scipy.linalg import block_diag
 
 from lru.layers.hippo import legs_normal
 from lru.precision import check_precision, matmul
-from lru.scan import METHODS, bidirectional_recurrence
+from lru.projection import project
+from lru.scan import (ALL_METHODS, bidirectional_recurrence, linear_method,
+                      planar_recurrence)
 
 Array = jax.Array
 
@@ -97,7 +99,9 @@ class S5(nnx.Module):
       clip_eigs: clip ``Lambda_re`` to ``<= -1e-4`` in the forward pass (stable).
       bidirectional: add a right-to-left scan read out by its own ``C``.
       step_rescale: multiplies ``Delta`` (e.g. evaluating at another sampling rate).
-      scan_method: method of :func:`lru.scan.linear_recurrence`.
+      scan_method: method of :func:`lru.scan.planar_recurrence` (``__call__``; ``"auto"``
+        is the compiled kernel on CPU where it builds) and of
+        :func:`lru.scan.linear_recurrence` (:meth:`states`, which has no ``"native"``).
       precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16 operands,
         float32 accumulation; the recurrence runs in float32).
       rngs: parameter RNG streams (uses ``rngs.params``).
@@ -136,7 +140,7 @@ class S5(nnx.Module):
         self.precision = check_precision(precision)
         _choice("discretization", discretization, DISCRETIZATIONS)
         _choice("C_init", C_init, C_INITS)
-        _choice("scan_method", scan_method, ("auto",) + METHODS)
+        _choice("scan_method", scan_method, ("auto",) + ALL_METHODS)
         if d_model < 1 or d_state < 1:
             raise ValueError(f"S5: d_model and d_state must be >= 1; got {d_model}, {d_state}")
         if blocks < 1 or d_state % blocks:
@@ -261,7 +265,7 @@ class S5(nnx.Module):
         if mask is not None:
             bu = jnp.where(mask[..., None], bu, 0)
         return bidirectional_recurrence(lam_bar, bu, bidirectional=self.bidirectional,
-                                        method=self.scan_method)
+                                        method=linear_method(self.scan_method))
 
     def __call__(self, u: Array, mask: Array | None = None) -> Array:
         """Apply the layer.
@@ -270,10 +274,29 @@ class S5(nnx.Module):
           u: ``(b, t, d)`` float inputs.
           mask: optional ``(b, t)`` boolean validity mask (see :meth:`states`).
 
+        The same function as ``_readout(states(u, mask), u)``, computed on real
+        ``[Re | Im]`` storage end to end (as the LRU's ``__call__``): ``B_bar u`` is one real
+        product producing ``[Re | Im]``, :func:`lru.scan.planar_recurrence` runs on those
+        halves, and ``Re(C~ x)`` is one real product reading them.
+
         Returns:
           ``y``: ``(b, t, d)``, ``c Re(C~ x) + D * u``.
         """
-        return self._readout(self.states(u, mask), u)
+        lam_bar, B_bar = self.discretize()
+        bu = project(u, jnp.concatenate([jnp.real(B_bar), jnp.imag(B_bar)]), self.precision)
+        x = planar_recurrence(lam_bar, bu, mask=mask, method=self.scan_method)
+        if self.bidirectional:
+            x = jnp.concatenate([x, planar_recurrence(lam_bar, bu, mask=mask, reverse=True,
+                                                       method=self.scan_method)], axis=-1)
+        # C~'s columns per direction as [Re C | -Im C], matching x's [Re | Im] halves
+        C = self.output_matrix()
+        d, k, n = C.shape[0], 2 if self.bidirectional else 1, self.n
+        c = jnp.stack([jnp.real(C).reshape(d, k, n), -jnp.imag(C).reshape(d, k, n)],
+                      axis=2).reshape(d, 2 * k * n)
+        y = project(x, c, self.precision)
+        if self.conj_sym:
+            y = 2.0 * y
+        return y + self.D[...] * u
 
     # ------------------------------------------------------------------ recurrent mode
 
