@@ -144,10 +144,17 @@ class BlockDiagonalLinear(nnx.Module):
         self.b = nnx.Param(jnp.zeros((num_blocks, d_out // num_blocks), jnp.float32))
 
     def __call__(self, x: Array) -> Array:
-        """``x: (..., d) -> (..., n)``."""
-        xb = x.reshape(-1, self.num_blocks, x.shape[-1] // self.num_blocks)
-        y = jnp.einsum("nhi,hij->nhj", xb, self.w[...]) + self.b[...]
-        return y.reshape(*x.shape[:-1], -1)
+        """``x: (..., d) -> (..., n)``.
+
+        One product per block on its slice of ``x``, outputs side by side: the same numbers
+        as ``einsum("nhi,hij->nhj")``, whose weight gradient XLA:CPU formed through a
+        transpose of ``x`` to ``(h, i, tokens)`` (backward 24 against 40 ms at 32768 tokens
+        x 2 blocks of 88, docs/performance.md).
+        """
+        w, i = self.w[...], self.w.shape[1]
+        y = jnp.concatenate([x[..., h * i:(h + 1) * i] @ w[h] for h in range(self.num_blocks)],
+                            axis=-1)
+        return y + self.b[...].reshape(-1)
 
 
 def reset_mask(segment_pos: Array | None, shape: tuple[int, int]) -> Array:
