@@ -1,4 +1,4 @@
-"""Linear recurrences as compiled CPU kernels (``lru/csrc/planar_scan.cc``) called through
+"""Linear recurrences as compiled CPU kernels (``lru/csrc/scan_kernels.cc``) called through
 ``jax.ffi``: ``method="native"`` of :func:`lru.scan.planar_recurrence` (the LRU's complex
 time-invariant case on ``[Re | Im]`` storage) and of :func:`lru.scan.linear_recurrence` for a
 real input-dependent ``a`` (the RG-LRU).
@@ -40,7 +40,7 @@ import jaxlib
 
 Array = jax.Array
 
-SOURCE = Path(__file__).parent / "csrc" / "planar_scan.cc"
+SOURCE = Path(__file__).parent / "csrc" / "scan_kernels.cc"
 _FORWARD, _ADJOINT = "lru_planar_scan_forward", "lru_planar_scan_adjoint"
 _DIAG_FORWARD, _DIAG_ADJOINT = "lru_diag_scan_forward", "lru_diag_scan_adjoint"
 #: Compiler flags, most specific first: the second set is tried when the first fails.
@@ -81,7 +81,7 @@ def _build(cxx: str) -> Path:
         key = hashlib.sha256("\0".join(
             [SOURCE.read_text(), " ".join(flags), version, jaxlib.__version__,
              platform.machine(), _cpu_signature()]).encode()).hexdigest()[:16]
-        lib = cache_dir() / f"planar_scan-{key}.so"
+        lib = cache_dir() / f"scan_kernels-{key}.so"
         if lib.exists():
             return lib
         lib.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def _build(cxx: str) -> Path:
             return lib
         os.unlink(tmp)
         errors.append(f"$ {' '.join(cmd)}\n{done.stderr.strip()[-2000:]}")
-    raise NativeUnavailable("compiling lru/csrc/planar_scan.cc failed:\n" + "\n".join(errors))
+    raise NativeUnavailable("compiling lru/csrc/scan_kernels.cc failed:\n" + "\n".join(errors))
 
 
 #: The loaded library, once its handlers are registered: XLA keeps one handler per name

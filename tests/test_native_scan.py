@@ -46,7 +46,7 @@ def test_builds_here_and_reuses_the_cached_library(tmp_path, monkeypatch):
     """A fresh cache directory gets one library; building again finds it without compiling."""
     monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path))
     built = native_scan._build(native_scan._compiler())
-    libs = list(tmp_path.glob("planar_scan-*.so"))
+    libs = list(tmp_path.glob("scan_kernels-*.so"))
     assert libs == [built]
     assert len(libs) == 1
     stamp = libs[0].stat().st_mtime_ns

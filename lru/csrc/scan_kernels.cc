@@ -1,5 +1,6 @@
-// The LRU's complex time-invariant recurrence on real [Re | Im] storage, as XLA FFI
-// handlers for the CPU (lru/native_scan.py builds this file and registers them).
+// Linear recurrences as XLA FFI handlers for the CPU (lru/native_scan.py builds this file
+// and registers them). The first pair is the LRU's (and S5's) complex time-invariant
+// recurrence on real [Re | Im] storage:
 //
 //   forward:   x_t = a * x_prev(t) + m_t b_t              (complex a: (n,); b, x: [Re | Im])
 //   adjoint:   lam_t = g_t + conj(a) * lam_next(t),        db_t = m_t lam_t,
