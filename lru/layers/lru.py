@@ -23,10 +23,9 @@ import numpy as np
 from flax import nnx
 
 from lru.ladder import get_rung
+from lru.layers.planar import planar_readout
 from lru.precision import check_precision, matmul
-from lru.projection import project
-from lru.scan import (bidirectional_recurrence, dense_recurrence, linear_method,
-                      planar_recurrence)
+from lru.scan import bidirectional_recurrence, dense_recurrence, linear_method
 
 Array = jax.Array
 
@@ -230,8 +229,9 @@ class LRU(nnx.Module):
         Diagonal rungs run on real ``[Re | Im]`` storage end to end: ``B u`` is one real
         matmul producing ``[Re Bu | Im Bu]``, :func:`lru.scan.planar_recurrence` runs the
         complex recurrence on those halves, and ``Re(C x) = [Re x | Im x] [C_re | -C_im]^T``
-        is one real matmul reading them, so no complex array is packed or unpacked (the same
-        function as ``Re(C states(u)) + D u``, which the tests check).
+        is one real matmul reading them (:func:`lru.layers.planar.planar_readout`), so no
+        complex array is packed or unpacked (the same function as ``Re(C states(u)) + D u``,
+        which the tests check).
 
         Args:
           u: ``(b, t, d)`` float inputs.
@@ -243,15 +243,7 @@ class LRU(nnx.Module):
         if get_rung(self.rung).transition == "dense":
             y = matmul(self.states(u, mask), self.C[...].T, self.precision)
             return y + self.D[...] * u
-        n, k = self.d_state, 2 if self.bidirectional else 1
-        bu = project(u, self._input_weights(), self.precision)  # (b, t, 2n): [Re | Im]
-        lam = self.eigenvalues()
-        x = planar_recurrence(lam, bu, mask=mask, method=self.scan_method)
-        if self.bidirectional:
-            x = jnp.concatenate([x, planar_recurrence(lam, bu, mask=mask, reverse=True,
-                                                       method=self.scan_method)], axis=-1)
-        # C's columns per direction as [C_re | -C_im], matching x's [Re | Im] halves: (d, 2kn)
-        d = self.d_model
-        c = jnp.stack([self.C_re[...].reshape(d, k, n), -self.C_im[...].reshape(d, k, n)],
-                      axis=2).reshape(d, 2 * k * n)
-        return project(x, c, self.precision) + self.D[...] * u
+        y = planar_readout(u, self._input_weights(), self.eigenvalues(), self.C_re[...],
+                           self.C_im[...], mask=mask, bidirectional=self.bidirectional,
+                           method=self.scan_method, precision=self.precision)
+        return y + self.D[...] * u

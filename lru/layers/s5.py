@@ -34,10 +34,9 @@ from flax import nnx
 from scipy.linalg import block_diag
 
 from lru.layers.hippo import legs_normal
+from lru.layers.planar import planar_readout
 from lru.precision import check_precision, matmul
-from lru.projection import project
-from lru.scan import (ALL_METHODS, bidirectional_recurrence, linear_method,
-                      planar_recurrence)
+from lru.scan import ALL_METHODS, bidirectional_recurrence, linear_method
 
 Array = jax.Array
 
@@ -275,25 +274,17 @@ class S5(nnx.Module):
           mask: optional ``(b, t)`` boolean validity mask (see :meth:`states`).
 
         The same function as ``_readout(states(u, mask), u)``, computed on real
-        ``[Re | Im]`` storage end to end (as the LRU's ``__call__``): ``B_bar u`` is one real
-        product producing ``[Re | Im]``, :func:`lru.scan.planar_recurrence` runs on those
-        halves, and ``Re(C~ x)`` is one real product reading them.
+        ``[Re | Im]`` storage end to end, as the LRU's ``__call__``
+        (:func:`lru.layers.planar.planar_readout`).
 
         Returns:
           ``y``: ``(b, t, d)``, ``c Re(C~ x) + D * u``.
         """
         lam_bar, B_bar = self.discretize()
-        bu = project(u, jnp.concatenate([jnp.real(B_bar), jnp.imag(B_bar)]), self.precision)
-        x = planar_recurrence(lam_bar, bu, mask=mask, method=self.scan_method)
-        if self.bidirectional:
-            x = jnp.concatenate([x, planar_recurrence(lam_bar, bu, mask=mask, reverse=True,
-                                                       method=self.scan_method)], axis=-1)
-        # C~'s columns per direction as [Re C | -Im C], matching x's [Re | Im] halves
         C = self.output_matrix()
-        d, k, n = C.shape[0], 2 if self.bidirectional else 1, self.n
-        c = jnp.stack([jnp.real(C).reshape(d, k, n), -jnp.imag(C).reshape(d, k, n)],
-                      axis=2).reshape(d, 2 * k * n)
-        y = project(x, c, self.precision)
+        y = planar_readout(u, jnp.concatenate([jnp.real(B_bar), jnp.imag(B_bar)]), lam_bar,
+                           jnp.real(C), jnp.imag(C), mask=mask, bidirectional=self.bidirectional,
+                           method=self.scan_method, precision=self.precision)
         if self.conj_sym:
             y = 2.0 * y
         return y + self.D[...] * u

@@ -1,0 +1,51 @@
+"""A complex diagonal SSM's map ``u -> Re(C x)`` on real ``[Re | Im]`` storage (LRU, S5).
+
+Axis legend: ``b`` batch, ``t`` time, ``d`` model width, ``n`` (complex) state, ``k``
+directions (2 when bidirectional).
+
+``B u`` is one real product producing ``[Re Bu | Im Bu]``, :func:`lru.scan.planar_recurrence`
+runs the complex recurrence on those halves (once per direction), and
+``Re(C x) = [Re x | Im x] [Re C | -Im C]^T`` is one real product reading them, so no complex
+array is packed or unpacked, forwards or backwards.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from lru.projection import project
+from lru.scan import planar_recurrence
+
+Array = jax.Array
+
+
+def planar_readout(u: Array, w_in: Array, a: Array, c_re: Array, c_im: Array, *,
+                   mask: Array | None, bidirectional: bool, method: str,
+                   precision: str) -> Array:
+    """``Re(C x)`` for the states ``x_t = a x_{t-1} + B u_t`` (and ``x_t = a x_{t+1} + B u_t``
+    read by the second half of ``C``'s columns when bidirectional).
+
+    Args:
+      u: ``(b, t, d)`` real inputs.
+      w_in: ``(2n, d)``: ``[Re B; Im B]``.
+      a: ``(n,)`` complex decay.
+      c_re, c_im: ``(d, k n)``: the real and imaginary parts of ``C`` (forward columns, then
+        backward).
+      mask: optional ``(b, t)`` booleans; padding inputs count as zero.
+      bidirectional: run both directions.
+      method: :func:`lru.scan.planar_recurrence`'s method.
+      precision: of both products (:mod:`lru.precision`).
+
+    Returns:
+      ``(b, t, d)``.
+    """
+    bu = project(u, w_in, precision)  # (b, t, 2n): [Re | Im]
+    x = planar_recurrence(a, bu, mask=mask, method=method)
+    if bidirectional:
+        x = jnp.concatenate([x, planar_recurrence(a, bu, mask=mask, reverse=True,
+                                                   method=method)], axis=-1)
+    # C's columns per direction as [Re C | -Im C], matching x's [Re | Im] halves: (d, 2kn)
+    d, k, n = c_re.shape[0], 2 if bidirectional else 1, a.shape[0]
+    c = jnp.stack([c_re.reshape(d, k, n), -c_im.reshape(d, k, n)], axis=2).reshape(d, 2 * k * n)
+    return project(x, c, precision)
