@@ -43,6 +43,9 @@ Array = jax.Array
 SOURCE = Path(__file__).parent / "csrc" / "scan_kernels.cc"
 _FORWARD, _ADJOINT = "lru_planar_scan_forward", "lru_planar_scan_adjoint"
 _DIAG_FORWARD, _DIAG_ADJOINT = "lru_diag_scan_forward", "lru_diag_scan_adjoint"
+#: XLA target name -> the handler symbol the library exports for it.
+_HANDLERS = {_FORWARD: "LruPlanarScanForward", _ADJOINT: "LruPlanarScanAdjoint",
+             _DIAG_FORWARD: "LruDiagScanForward", _DIAG_ADJOINT: "LruDiagScanAdjoint"}
 #: Compiler flags, most specific first: the second set is tried when the first fails.
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
 
@@ -76,11 +79,11 @@ def _build(cxx: str) -> Path:
     """Compile the kernel (or find it in the cache) and return the shared library's path."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     include = jax.ffi.include_dir()
+    identity = [SOURCE.read_text(), version, jaxlib.__version__, platform.machine(),
+                _cpu_signature()]
     errors = []
     for flags in FLAG_SETS:
-        key = hashlib.sha256("\0".join(
-            [SOURCE.read_text(), " ".join(flags), version, jaxlib.__version__,
-             platform.machine(), _cpu_signature()]).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\0".join(identity + [" ".join(flags)]).encode()).hexdigest()[:16]
         lib = cache_dir() / f"scan_kernels-{key}.so"
         if lib.exists():
             return lib
@@ -114,14 +117,9 @@ def _load() -> str | None:
         return None
     try:
         lib = ctypes.CDLL(str(_build(_compiler())))
-        jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(lib.LruPlanarScanForward),
-                                    platform="cpu")
-        jax.ffi.register_ffi_target(_ADJOINT, jax.ffi.pycapsule(lib.LruPlanarScanAdjoint),
-                                    platform="cpu")
-        jax.ffi.register_ffi_target(_DIAG_FORWARD, jax.ffi.pycapsule(lib.LruDiagScanForward),
-                                    platform="cpu")
-        jax.ffi.register_ffi_target(_DIAG_ADJOINT, jax.ffi.pycapsule(lib.LruDiagScanAdjoint),
-                                    platform="cpu")
+        for target, symbol in _HANDLERS.items():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                        platform="cpu")
     except (NativeUnavailable, OSError, AttributeError) as e:
         return str(e)
     _registered.append(lib)

@@ -286,21 +286,24 @@ def auto_method(batch: int, time: int, n: int, *, backend: str | None = None) ->
 
 
 def _resolve_method(caller: str, method: str, batch: int, time: int, n: int,
-                    native_fits: bool) -> str:
-    """``method``; for ``"auto"``, ``"native"`` when ``native_fits`` (the case is one the
-    kernels run) on a single CPU device where they build, else :func:`auto_method`'s choice.
-    An unknown name raises a ValueError naming ``caller`` and the valid names. (With several
-    devices XLA's partitioner cannot split a custom call: it would gather the whole batch
-    onto every device for it.)"""
+                    native_refusal: str | None) -> str:
+    """``method``, checked. ``native_refusal`` is None when the case is one the native
+    kernels run, else why not (the end of the error for an explicit ``"native"``). For
+    ``"auto"``: ``"native"`` where it runs, on a single CPU device where the kernels build,
+    else :func:`auto_method`'s choice (with several devices XLA's partitioner cannot split
+    a custom call: it would gather the whole batch onto every device for it). An unknown
+    name raises a ValueError naming ``caller`` and the valid names."""
     if method == "auto":
-        if (native_fits and jax.default_backend() == "cpu" and jax.device_count() == 1
-                and native_scan.available()):
+        if (native_refusal is None and jax.default_backend() == "cpu"
+                and jax.device_count() == 1 and native_scan.available()):
             return "native"
         return auto_method(batch, time, n)
     if method not in ALL_METHODS:
         raise ValueError(
             f"{caller}: unknown method {method!r}; choose one of {('auto',) + ALL_METHODS}"
         )
+    if method == "native" and native_refusal is not None:
+        raise ValueError(f"{caller}: method 'native' {native_refusal}")
     return method
 
 
@@ -366,14 +369,12 @@ def linear_recurrence(
     dtypes = [a.dtype, b.dtype] + ([jnp.asarray(h0).dtype] if h0 is not None else [])
     out_dtype = jnp.result_type(*dtypes)
     acc_dtype = jnp.result_type(out_dtype, jnp.float32)
-    native_fits = a.ndim == 3 and acc_dtype == jnp.float32
+    refusal = None if a.ndim == 3 and acc_dtype == jnp.float32 else (
+        f"runs a real float32 input-dependent a (b, t, n) only; got a {a.shape} of the "
+        f"{acc_dtype} case (planar_recurrence runs the complex time-invariant one natively; "
+        f"use 'auto' or 'inplace' here)")
     method = _resolve_method("linear_recurrence", method, b.shape[0], b.shape[1], b.shape[2],
-                             native_fits)
-    if method == "native" and not native_fits:
-        raise ValueError(
-            f"linear_recurrence: method 'native' runs a real float32 input-dependent a (b, t, n) "
-            f"only; got a {a.shape} of the {acc_dtype} case (planar_recurrence runs the "
-            f"complex time-invariant one natively; use 'auto' or 'inplace' here)")
+                             refusal)
     a = a.astype(acc_dtype)
     if a.ndim == 3:
         a = jnp.broadcast_to(a, b.shape)
@@ -435,8 +436,9 @@ def _walk_blocks(length: int, reverse: bool, block_fn, carry, block: int = PLANA
 
 def linear_method(method: str) -> str:
     """The :func:`linear_recurrence` method for a layer configured with a
-    :func:`planar_recurrence` ``method``: ``"auto"`` for the planar-only ``"native"`` (a
-    layer's complex reference path, e.g. its ``states()``), else ``method`` itself."""
+    :func:`planar_recurrence` ``method``, on the layer's complex time-invariant reference
+    path (e.g. its ``states()``), which ``"native"`` does not run: ``"auto"`` for
+    ``"native"``, else ``method`` itself."""
     return "auto" if method == "native" else method
 
 
@@ -559,11 +561,10 @@ def planar_recurrence(
         raise ValueError("planar_recurrence: b holds real [Re | Im] halves; got a complex b "
                          "(use linear_recurrence for complex arrays)")
     acc = jnp.result_type(b.dtype, jnp.float32)
+    refusal = None if acc == jnp.float32 else (
+        f"runs in float32; got b of {b.dtype} (use method='inplace' for wider types)")
     method = _resolve_method("planar_recurrence", method, b.shape[0], b.shape[1], a.shape[0],
-                             acc == jnp.float32)
-    if method == "native" and acc != jnp.float32:
-        raise ValueError(f"planar_recurrence: method 'native' runs in float32; got b of "
-                         f"{b.dtype} (use method='inplace' for wider types)")
+                             refusal)
     a = a.astype(jnp.result_type(acc, jnp.complex64))
     n = a.shape[0]
     if method == "native":

@@ -101,7 +101,7 @@ class LRU(nnx.Module):
       scan_method: for the diagonal rungs, a method of :func:`lru.scan.planar_recurrence`
         (``"auto"`` is the compiled kernel on CPU where it builds); :meth:`states`, the
         complex reference path, runs :func:`lru.scan.linear_recurrence` with it (``"auto"``
-        in place of the planar-only ``"native"``).
+        in place of ``"native"``, which has no kernel for that case).
       precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16
         operands, float32 accumulation; the recurrence always runs in float32).
       rngs: parameter RNG streams (uses ``rngs.params``).

@@ -100,7 +100,8 @@ class S5(nnx.Module):
       step_rescale: multiplies ``Delta`` (e.g. evaluating at another sampling rate).
       scan_method: method of :func:`lru.scan.planar_recurrence` (``__call__``; ``"auto"``
         is the compiled kernel on CPU where it builds) and of
-        :func:`lru.scan.linear_recurrence` (:meth:`states`, which has no ``"native"``).
+        :func:`lru.scan.linear_recurrence` (:meth:`states`, with ``"auto"`` in place of
+        ``"native"``, which has no kernel for that complex case).
       precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16 operands,
         float32 accumulation; the recurrence runs in float32).
       rngs: parameter RNG streams (uses ``rngs.params``).
