@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lru.batchnorm import batch_norm_train
 from lru.glu import gated_linear_unit
 from lru.precision import check_precision, dot_general
 
@@ -46,6 +47,8 @@ class MaskedNorm(nnx.Module):
 
     BatchNorm's batch statistics are taken over valid positions only (``mask``), so padding
     never shifts the normalisation of real tokens; at evaluation it uses running averages.
+    Training mode computes through :func:`lru.batchnorm.batch_norm_train` (Flax's function,
+    a faster backward on XLA:CPU) and keeps ``nnx.BatchNorm``'s parameters and statistics.
 
     Args:
       d_model: channels ``d``.
@@ -66,9 +69,16 @@ class MaskedNorm(nnx.Module):
             self.norm = nnx.LayerNorm(d_model, rngs=rngs)
 
     def __call__(self, x: Array, mask: Array | None = None) -> Array:
-        if self.kind == "batch" and mask is not None:
-            return self.norm(x, mask=mask[..., None])
-        return self.norm(x)
+        """``x: (b, t, d)``, ``mask: (b, t)`` or None -> ``(b, t, d)``."""
+        bn = self.norm
+        if self.kind != "batch" or bn.use_running_average:
+            return bn(x)
+        if mask is None:
+            mask = jnp.ones(x.shape[:-1], bool)
+        y, mean, var = batch_norm_train(x, mask, bn.scale[...], bn.bias[...], bn.epsilon)
+        bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
+        bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
+        return y
 
 
 class ResidualBlock(nnx.Module):
