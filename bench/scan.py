@@ -21,7 +21,7 @@ shape (batch, time, state), measures in one run:
   scan);
 * the same for ``planar_recurrence`` on real ``[Re | Im]`` storage of the same bytes:
   ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
-  ``lru/native_scan.py``, the path the LRU layer takes on CPU; left out where it cannot be
+  ``lru/native.py``, the path the LRU layer takes on CPU; left out where it cannot be
   built);
 * the same for the RG-LRU's case (``"input_dependent"`` in the JSON): a real float32 ``a``
   per step and channel, ``(batch, time, 2 * state)`` so that each array has the same bytes,
@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lru import native_scan
+from lru import native
 from lru.cpu_allocator import tune_cpu_allocator
 from lru.runfiles import write_json
 from lru.scan import METHODS, auto_method, linear_recurrence, planar_recurrence
@@ -159,7 +159,7 @@ def forms(methods, a, b, g) -> dict:
     ``[Re | Im]`` halves."""
     out = {m: (lambda a, b, m=m: linear_recurrence(a, b, method=m), b, g) for m in methods}
     planar = ["inplace"] + (["native"] if jax.default_backend() == "cpu"
-                            and native_scan.available() else [])
+                            and native.available() else [])
     for m in planar:
         out[f"planar_{m}"] = (lambda a, b, m=m: planar_recurrence(a, b, method=m),
                               _planar(b), _planar(g))
@@ -198,8 +198,7 @@ def main(argv=None) -> dict:
 
     a, b, g = make_inputs(*shape, args.seed)
     auto = auto_method(*shape)
-    planar_auto = ("native" if jax.default_backend() == "cpu" and native_scan.available()
-                   else auto)
+    planar_auto = "native" if native.runs_here() else auto  # what "auto" resolves to
 
     results, reference = {}, None
     methods = timed_methods()

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lru.batchnorm import batch_norm_train
-from lru.glu import gated_linear_unit
+from lru.glu import gated_linear_unit, residual_gated_linear_unit
 from lru.precision import check_precision, dot_general
 
 Array = jax.Array
@@ -128,6 +128,9 @@ class ResidualBlock(nnx.Module):
         if self.glu == "full_glu":  # W1 g * sigmoid(W2 g), one [W1 | W2] product (lru.glu)
             w = jnp.concatenate([self.W1.kernel[...], self.W2.kernel[...]], axis=1)
             bias = jnp.concatenate([self.W1.bias[...], self.W2.bias[...]])
+            if self.drop.deterministic or self.drop.rate == 0:  # the skip fused in
+                y = residual_gated_linear_unit(u, g, w, bias, self.precision)
+                return y if self.prenorm else self.norm(y, mask)
             z = gated_linear_unit(g, w, bias, self.precision)
         elif self.glu == "half_glu1":
             z = g * jax.nn.sigmoid(self.W2(g))

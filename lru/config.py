@@ -130,7 +130,7 @@ CHOICES = {
     "model.norm": NORMS,
     "model.glu": GLU_VARIANTS,
     "model.pooling": POOLINGS,
-    # "native": the compiled CPU kernels (lru/native_scan.py) of the LRU's and S5's recurrence
+    # "native": the compiled CPU kernels (lru/native.py) of the LRU's and S5's recurrence
     # and the RG-LRU's real one; a case they do not run is refused with its own message
     "model.scan_method": ("auto",) + ALL_METHODS,
     "ablation.rung": RUNG_NAMES,

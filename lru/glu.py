@@ -15,6 +15,12 @@ by hand instead, so each direction is one wide product:
   ``d[b1 | b2] = sum D``.
 
 The residuals are ``g`` and ``a``, as autodiff of the plain form would keep.
+
+:func:`residual_gated_linear_unit` adds the residual block's skip, ``u + GLU(g)``. On a
+single CPU device its elementwise work runs in a compiled kernel (:mod:`lru.native`:
+``u + a_1 * sigmoid(a_2)`` in one pass forwards, ``D`` and ``d[b1 | b2]`` in one pass
+backwards), where XLA:CPU made two passes forwards and three backwards plus a reduction
+for the bias: 2-4% of the LRU training step (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from lru import native
 from lru.precision import matmul
 
 Array = jax.Array
+
+#: ``method`` values of :func:`residual_gated_linear_unit`.
+GATE_METHODS: tuple[str, ...] = ("auto", "xla", "native")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -68,3 +78,53 @@ def _glu_bwd(precision, residuals, dz):
 
 
 gated_linear_unit.defvjp(_glu_fwd, _glu_bwd)
+
+
+def residual_gated_linear_unit(u: Array, g: Array, w: Array, bias: Array,
+                               precision: str = "fp32", method: str = "auto") -> Array:
+    """``u + gated_linear_unit(g, w, bias)``: the full GLU and the skip around it.
+
+    Args:
+      u: ``(..., d)``, the block's input (the skip).
+      g, w, bias, precision: as :func:`gated_linear_unit`.
+      method: ``"xla"`` (``u +`` :func:`gated_linear_unit`), ``"native"`` (the gate and the
+        skip in the compiled kernel; float32 ``u`` and ``g``), or ``"auto"``: ``"native"``
+        where the kernels run (:func:`lru.native.runs_here`) and the inputs are float32.
+
+    Returns:
+      ``(..., d)``.
+    """
+    if method not in GATE_METHODS:
+        raise ValueError(f"residual_gated_linear_unit: unknown method {method!r}; choose one "
+                         f"of {GATE_METHODS}")
+    float32 = u.dtype == jnp.float32 and g.dtype == jnp.float32
+    if method == "auto":
+        method = "native" if float32 and native.runs_here() else "xla"
+    if method == "xla":
+        return u + gated_linear_unit(g, w, bias, precision)
+    if not float32:
+        raise ValueError(f"residual_gated_linear_unit: method 'native' runs in float32; got "
+                         f"u {u.dtype} and g {g.dtype} (use method='auto' or 'xla')")
+    return _native_residual_glu(u, g, w, bias, precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _native_residual_glu(u, g, w, bias, precision):
+    return native.gate_forward(matmul(g, w, precision), bias, u)
+
+
+def _native_fwd(u, g, w, bias, precision):
+    a = matmul(g, w, precision)  # (..., 2d), before the bias: the kernels add it
+    return native.gate_forward(a, bias, u), (g, w, a, bias)
+
+
+def _native_bwd(precision, residuals, dout):
+    g, w, a, bias = residuals
+    d = g.shape[-1]
+    da, dbias = native.gate_backward(a, bias, dout)
+    dg = matmul(da, w.T, precision).astype(g.dtype)
+    dw = matmul(g.reshape(-1, d).T, da.reshape(-1, 2 * d), precision).astype(w.dtype)
+    return dout, dg, dw, dbias.astype(bias.dtype)
+
+
+_native_residual_glu.defvjp(_native_fwd, _native_bwd)

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lru import native_scan
+from lru import native
 from lru.pallas_scan import pallas_recurrence
 
 Array = jax.Array
@@ -42,7 +42,7 @@ Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pal
 METHODS: tuple[str, ...] = ("sequential", "associative", "chunked", "inplace", "pallas")
 
 #: Every method name: :data:`METHODS` and ``native``, the compiled CPU kernels of
-#: :mod:`lru.native_scan`, which run two cases: :func:`planar_recurrence` (the LRU's complex
+#: :mod:`lru.native`, which run two cases: :func:`planar_recurrence` (the LRU's complex
 #: time-invariant ``a``) and :func:`linear_recurrence` with a real float32 input-dependent
 #: ``a`` (the RG-LRU). ``auto`` picks them there on a single CPU device.
 ALL_METHODS: tuple[str, ...] = METHODS + ("native",)
@@ -216,7 +216,7 @@ _KERNELS: dict[str, Callable[..., Array]] = {
     "chunked": _chunked,
     "inplace": _inplace,
     "pallas": pallas_recurrence,
-    "native": native_scan.diag_forward,  # real float32 input-dependent a only
+    "native": native.diag_forward,  # real float32 input-dependent a only
 }
 
 
@@ -242,7 +242,7 @@ def _recurrence_bwd(reverse, method, residuals, g):
         lam, da = _inplace_adjoint(a, x, h0, g, reverse)
         return da, lam, a_first * lam[:, first]
     if method == "native":  # one fused pass: db, da and dh0
-        db, da, dh0 = native_scan.diag_adjoint(a, x, h0, g, reverse)
+        db, da, dh0 = native.diag_adjoint(a, x, h0, g, reverse)
         return da, db, dh0
     # Adjoint recurrence, run the other way: lam_t = g_t + a_next(t) * lam_next(t).
     if varying:
@@ -294,8 +294,7 @@ def _resolve_method(caller: str, method: str, batch: int, time: int, n: int,
     a custom call: it would gather the whole batch onto every device for it). An unknown
     name raises a ValueError naming ``caller`` and the valid names."""
     if method == "auto":
-        if (native_refusal is None and jax.default_backend() == "cpu"
-                and jax.device_count() == 1 and native_scan.available()):
+        if native_refusal is None and native.runs_here():
             return "native"
         return auto_method(batch, time, n)
     if method not in ALL_METHODS:
@@ -500,19 +499,19 @@ _planar_inplace.defvjp(_planar_inplace_fwd, _planar_inplace_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def _planar_native(a_re: Array, a_im: Array, b: Array, mask: Array, reverse: bool) -> Array:
-    """The compiled kernel (:mod:`lru.native_scan`), inputs masked inside it, with its fused
+    """The compiled kernel (:mod:`lru.native`), inputs masked inside it, with its fused
     adjoint (``db = mask * lam`` and ``da`` in the same pass as ``lam``)."""
-    return native_scan.forward(a_re, a_im, b, mask, reverse)
+    return native.planar_forward(a_re, a_im, b, mask, reverse)
 
 
 def _planar_native_fwd(a_re, a_im, b, mask, reverse):
-    x = native_scan.forward(a_re, a_im, b, mask, reverse)
+    x = native.planar_forward(a_re, a_im, b, mask, reverse)
     return x, (a_re, a_im, x, mask)
 
 
 def _planar_native_bwd(reverse, residuals, g):
     a_re, a_im, x, mask = residuals
-    db, da_re, da_im = native_scan.adjoint(a_re, a_im, x, g, mask, reverse)
+    db, da_re, da_im = native.planar_adjoint(a_re, a_im, x, g, mask, reverse)
     return da_re, da_im, db, None
 
 
@@ -530,7 +529,7 @@ def planar_recurrence(
     producing ``[Re Bu | Im Bu]`` and whose output map is one real matmul reading
     ``[Re x | Im x]`` (the LRU) never packs or unpacks a complex array, forwards or backwards.
     With ``method="native"`` (``auto`` on CPU, where the kernel builds) a compiled kernel
-    (:mod:`lru.native_scan`) walks each sequence in one pass over memory, forwards and
+    (:mod:`lru.native`) walks each sequence in one pass over memory, forwards and
     backwards, masking its inputs as it goes; with ``"inplace"`` an XLA loop runs on the real
     storage; both have a fused adjoint (:func:`_planar_native`, :func:`_planar_inplace`).
     The other methods pack the halves into complex numbers and run

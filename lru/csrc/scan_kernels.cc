@@ -23,44 +23,17 @@
 // with a, b, x, g: (rows, t, n) and h0: (rows, n), row by row in the same way.
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <functional>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "parallel_rows.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-// Runs work(row) for row in [0, rows) on the caller and the pool's threads. Late tasks find
-// nothing left and return; the caller waits until every row is done, so `work` (which
-// references the caller's frame) is never called after this returns.
-void ParallelRows(ffi::ThreadPool& pool, int64_t rows,
-                  const std::function<void(int64_t)>& work) {
-  struct Shared {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-    int64_t rows = 0;
-    const std::function<void(int64_t)>* work = nullptr;
-    void Run() {
-      for (int64_t r; (r = next.fetch_add(1)) < rows;) {
-        (*work)(r);
-        done.fetch_add(1, std::memory_order_release);
-      }
-    }
-  };
-  auto shared = std::make_shared<Shared>();
-  shared->rows = rows;
-  shared->work = &work;
-  int64_t helpers = std::min<int64_t>(pool.num_threads(), rows) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([shared] { shared->Run(); });
-  shared->Run();
-  while (shared->done.load(std::memory_order_acquire) < rows) std::this_thread::yield();
-}
+using lru_native::ParallelRows;
 
 struct Layout {
   int64_t rows, time, n, per_group;

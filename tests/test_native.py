@@ -1,7 +1,7 @@
-"""The compiled CPU kernel behind ``planar_recurrence(method="native")`` (lru/native_scan.py):
-its build cache, what happens where it cannot be built, ``auto``'s choice, vmap, and the
-LRU layer on it. Its values and gradients against the Python loop (both directions, masks,
-every length) are in test_scan.py with the other planar methods."""
+"""The compiled CPU kernels (lru/native.py): their build cache, what happens where they
+cannot be built, ``auto``'s choice, vmap, and the LRU layer on the planar scan kernel. The
+scan kernels' values and gradients against the Python loop (both directions, masks, every
+length) are in test_scan.py with the other methods; the GLU gate kernel's in test_glu.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lru import native_scan
+from lru import native
 from lru.layers.lru import LRU
 from lru.scan import planar_recurrence
 
@@ -33,9 +33,9 @@ def _inputs(seed=0, batch=B):
 def fresh_load():
     """Forget the process's build/registration result before and after the test (after it,
     the next call loads the real kernel again, once monkeypatch has undone its changes)."""
-    native_scan._load.cache_clear()
+    native._load.cache_clear()
     yield
-    native_scan._load.cache_clear()
+    native._load.cache_clear()
 
 
 def _uses_kernel(f, *args) -> bool:
@@ -45,13 +45,13 @@ def _uses_kernel(f, *args) -> bool:
 def test_builds_here_and_reuses_the_cached_library(tmp_path, monkeypatch):
     """A fresh cache directory gets one library; building again finds it without compiling."""
     monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path))
-    built = native_scan._build(native_scan._compiler())
-    libs = list(tmp_path.glob("scan_kernels-*.so"))
+    built = native._build(native._compiler())
+    libs = list(tmp_path.glob("lru_kernels-*.so"))
     assert libs == [built]
     assert len(libs) == 1
     stamp = libs[0].stat().st_mtime_ns
-    monkeypatch.setattr(native_scan.subprocess, "run", _no_compiles(native_scan.subprocess.run))
-    assert native_scan._build(native_scan._compiler()) == libs[0]
+    monkeypatch.setattr(native.subprocess, "run", _no_compiles(native.subprocess.run))
+    assert native._build(native._compiler()) == libs[0]
     assert libs[0].stat().st_mtime_ns == stamp
 
 
@@ -64,37 +64,37 @@ def _no_compiles(run):
 
 def test_without_a_compiler_auto_falls_back_and_native_says_why(monkeypatch, fresh_load):
     def no_compiler():
-        raise native_scan.NativeUnavailable("no C++ compiler found (test)")
+        raise native.NativeUnavailable("no C++ compiler found (test)")
 
-    monkeypatch.setattr(native_scan, "_compiler", no_compiler)
-    monkeypatch.setattr(native_scan, "_registered", [])  # as in a process that never built it
-    assert not native_scan.available()
+    monkeypatch.setattr(native, "_compiler", no_compiler)
+    monkeypatch.setattr(native, "_registered", [])  # as in a process that never built it
+    assert not native.available()
     a, b, _ = _inputs()
     auto = planar_recurrence(a, b)  # the XLA loop instead
     assert not _uses_kernel(lambda a, b: planar_recurrence(a, b), a, b)
     np.testing.assert_allclose(auto, planar_recurrence(a, b, method="sequential"),
                                rtol=1e-5, atol=1e-5)
-    with pytest.raises(native_scan.NativeUnavailable,
-                       match="no C.. compiler found .test.*method='auto' or 'inplace'"):
+    with pytest.raises(native.NativeUnavailable,
+                       match="no C.. compiler found .test.*method='auto' or an XLA method"):
         planar_recurrence(a, b, method="native")
 
 
 def test_a_failed_compile_reports_the_command_and_the_compiler_output(tmp_path, monkeypatch):
     broken = tmp_path / "broken.cc"
     broken.write_text("this is not C++\n")
-    monkeypatch.setattr(native_scan, "SOURCE", broken)
+    monkeypatch.setattr(native, "SOURCES", (native.SOURCES[0], broken))
     monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(native_scan.NativeUnavailable, match="compiling .* failed") as info:
-        native_scan._build(native_scan._compiler())
+    with pytest.raises(native.NativeUnavailable, match="compiling .* failed") as info:
+        native._build(native._compiler())
     assert "broken.cc" in str(info.value) and "error" in str(info.value)
     assert not list((tmp_path / "cache").glob("*.so"))  # no half-built library left behind
 
 
 def test_switched_off_by_environment(monkeypatch, fresh_load):
-    monkeypatch.setenv("LRU_NATIVE_SCAN", "0")
-    assert not native_scan.available()
-    with pytest.raises(native_scan.NativeUnavailable, match="LRU_NATIVE_SCAN=0"):
-        native_scan.require()
+    monkeypatch.setenv("LRU_NATIVE", "0")
+    assert not native.available()
+    with pytest.raises(native.NativeUnavailable, match="LRU_NATIVE=0"):
+        native.require()
 
 
 def test_auto_picks_the_kernel_on_cpu_for_float32_only():
@@ -200,7 +200,7 @@ def test_empty_batch_or_time_gives_empty_states_and_zero_decay_gradient(shape):
 
 def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path / "here"))
-    assert native_scan.cache_dir() == tmp_path / "here"
+    assert native.cache_dir() == tmp_path / "here"
     monkeypatch.delenv("LRU_NATIVE_CACHE")
-    assert native_scan.cache_dir() == (
+    assert native.cache_dir() == (
         __import__("pathlib").Path(os.path.expanduser("~")) / ".cache" / "lru-harness" / "native")
