@@ -22,7 +22,9 @@ shape (batch, time, state), measures in one run:
 * the same for ``planar_recurrence`` on real ``[Re | Im]`` storage of the same bytes:
   ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
   ``lru/native.py``, the path the LRU layer takes on CPU; left out where it cannot be
-  built);
+  built). ``b`` and ``g`` come in as ``(batch * time, 2 * state)`` arrays, the shape of
+  the products that make them in a layer (the kernel writes over a buffer in place only
+  when XLA sees it in the shape the handler takes: see ``native.planar_forward``);
 * the same for the RG-LRU's case (``"input_dependent"`` in the JSON): a real float32 ``a``
   per step and channel, ``(batch, time, 2 * state)`` so that each array has the same bytes,
   ``inplace`` against ``native`` (bounds: 3 arrays forward, 8 forward + backward);
@@ -150,7 +152,8 @@ def _fresh(args, donate: tuple[int, ...]) -> list:
 
 
 def _planar(z):
-    return jnp.concatenate([jnp.real(z), jnp.imag(z)], axis=-1)
+    """``[Re | Im]`` of ``z: (b, t, n)``, flattened to ``(b t, 2n)`` as a product makes it."""
+    return jnp.concatenate([jnp.real(z), jnp.imag(z)], axis=-1).reshape(-1, 2 * z.shape[-1])
 
 
 def forms(methods, a, b, g) -> dict:
@@ -161,8 +164,10 @@ def forms(methods, a, b, g) -> dict:
     planar = ["inplace"] + (["native"] if jax.default_backend() == "cpu"
                             and native.available() else [])
     for m in planar:
-        out[f"planar_{m}"] = (lambda a, b, m=m: planar_recurrence(a, b, method=m),
-                              _planar(b), _planar(g))
+        out[f"planar_{m}"] = (
+            lambda a, bp, m=m: planar_recurrence(
+                a, bp.reshape(b.shape[:2] + (-1,)), method=m).reshape(bp.shape),
+            _planar(b), _planar(g))
     return out
 
 
@@ -218,7 +223,7 @@ def main(argv=None) -> dict:
     for method, r in results.items():
         x = np.asarray(r.pop("x"))
         if method.startswith("planar_"):
-            x = x[..., : args.state] + 1j * x[..., args.state:]
+            x = (x[..., : args.state] + 1j * x[..., args.state:]).reshape(shape)
         if reference is None:
             reference = x
         # Sanity: every method computes the same recurrence.

@@ -157,30 +157,33 @@ def require() -> None:
 
 def planar_forward(a_re: Array, a_im: Array, b: Array, mask: Array, reverse: bool) -> Array:
     """``x_t = a x_prev(t) + mask_t b_t`` on ``[Re | Im]`` storage (``mask: (b, t)`` bool):
-    ``(b, t, 2n) -> (b, t, 2n)``.
+    ``(b, t, 2n) -> (b, t, 2n)``, written over ``b``'s buffer where XLA can.
 
-    Into a fresh buffer: asked to write over ``b`` (``input_output_aliases``), XLA:CPU
-    copied ``b`` first in the LRU step (``b`` comes out of the ``B`` product), so the
-    aliasing saved no memory and cost a pass (1% of the step; ``docs/performance.md``)."""
+    ``b`` crosses into the kernel as ``(b t, 2n)``: a ``B`` product's output has that shape,
+    and XLA:CPU copies a reshaped operand before a handler may write over it (8 copies of a
+    32 MiB array per LRU training step when the kernel took ``(b, t, 2n)``)."""
     require()
-    call = jax.ffi.ffi_call(_FORWARD, jax.ShapeDtypeStruct(b.shape, jnp.float32),
-                            vmap_method="broadcast_all")
-    return call(a_re, a_im, b, mask, reverse=bool(reverse))
+    flat = b.reshape(-1, b.shape[-1])
+    call = jax.ffi.ffi_call(_FORWARD, jax.ShapeDtypeStruct(flat.shape, jnp.float32),
+                            vmap_method="broadcast_all", input_output_aliases={2: 0})
+    return call(a_re, a_im, flat, mask, reverse=bool(reverse)).reshape(b.shape)
 
 
 def planar_adjoint(a_re: Array, a_im: Array, x: Array, g: Array, mask: Array,
                    reverse: bool) -> tuple[Array, Array, Array]:
     """The adjoint of :func:`planar_forward` at states ``x`` for cotangent ``g``: ``db = mask lam``
-    (``(b, t, 2n)``, over ``g``'s buffer where XLA can: 128 MiB less in the Path-X step at
-    16k, same speed) and ``d a_re, d a_im`` (``(n,)``, each row's share summed over the batch
-    in float64)."""
+    (``(b, t, 2n)``, over ``g``'s buffer where XLA can; ``x`` and ``g`` cross as ``(b t,
+    2n)`` as in :func:`planar_forward`) and ``d a_re, d a_im`` (``(n,)``, each row's share
+    summed over the batch in float64)."""
     require()
-    out = (jax.ShapeDtypeStruct(g.shape, jnp.float32),
+    flat = g.reshape(-1, g.shape[-1])
+    out = (jax.ShapeDtypeStruct(flat.shape, jnp.float32),
            jax.ShapeDtypeStruct(a_re.shape, jnp.float32),
            jax.ShapeDtypeStruct(a_im.shape, jnp.float32))
     call = jax.ffi.ffi_call(_ADJOINT, out, vmap_method="broadcast_all",
                             input_output_aliases={3: 0})
-    return call(a_re, a_im, x, g, mask, reverse=bool(reverse))
+    db, da_re, da_im = call(a_re, a_im, x.reshape(flat.shape), flat, mask, reverse=bool(reverse))
+    return db.reshape(g.shape), da_re, da_im
 
 
 def diag_forward(a: Array, b: Array, h0: Array, reverse: bool) -> Array:

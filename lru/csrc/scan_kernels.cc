@@ -1,5 +1,5 @@
-// Linear recurrences as XLA FFI handlers for the CPU (lru/native_scan.py builds this file
-// and registers them). The first pair is the LRU's (and S5's) complex time-invariant
+// Linear recurrences as XLA FFI handlers for the CPU (lru/native.py builds this file and
+// registers them). The first pair is the LRU's (and S5's) complex time-invariant
 // recurrence on real [Re | Im] storage:
 //
 //   forward:   x_t = a * x_prev(t) + m_t b_t              (complex a: (n,); b, x: [Re | Im])
@@ -39,25 +39,30 @@ struct Layout {
   int64_t rows, time, n, per_group;
 };
 
-// The shapes, checked: a_re, a_im (groups..., n), b (groups..., rest..., t, 2n), m (rows, t).
+// The shapes, checked: a_re, a_im (groups..., n), m (rows..., t), b (..., 2n) with rows * t *
+// 2n elements. b's leading axes need not split into rows and t: the wrappers pass it as
+// (rows * t, 2n), the product's own shape, because XLA copies a reshaped operand before a
+// handler may write over it.
 ffi::Error GetLayout(const ffi::Buffer<ffi::F32>& a_re, const ffi::Buffer<ffi::F32>& a_im,
                      const ffi::Buffer<ffi::F32>& b, const ffi::Buffer<ffi::PRED>& m,
                      Layout& l) {
   auto bd = b.dimensions();
   auto ad = a_re.dimensions();
-  if (bd.size() < 2 || ad.size() < 1 || a_im.element_count() != a_re.element_count()) {
-    return ffi::Error::InvalidArgument("planar_scan: a_re, a_im (..., n) and b (..., t, 2n)");
+  auto md = m.dimensions();
+  if (bd.size() < 1 || ad.size() < 1 || md.size() < 1 ||
+      a_im.element_count() != a_re.element_count()) {
+    return ffi::Error::InvalidArgument("planar_scan: a_re, a_im (..., n), b (..., 2n), m (..., t)");
   }
   l.n = ad.back();
-  l.time = bd[bd.size() - 2];
+  l.time = md.back();
   if (l.n == 0 || bd.back() != 2 * l.n) {
     return ffi::Error::InvalidArgument("planar_scan: b's last axis must be 2n, n > 0");
   }
-  l.rows = l.time ? b.element_count() / (l.time * 2 * l.n) : 0;
+  l.rows = l.time ? m.element_count() / l.time : 0;
   int64_t groups = a_re.element_count() / l.n;
-  if (groups == 0 || l.rows % groups || m.element_count() != l.rows * l.time) {
+  if (groups == 0 || l.rows % groups || b.element_count() != l.rows * l.time * 2 * l.n) {
     return ffi::Error::InvalidArgument(
-        "planar_scan: a's leading axes must divide b's rows and m must be (rows, t)");
+        "planar_scan: a's leading axes must divide m's rows and b must hold rows * t * 2n");
   }
   l.per_group = l.rows / groups;
   return ffi::Error::Success();
