@@ -227,8 +227,9 @@ def make_train_step(graphdef, tx, *, dual: bool, seed: int):
         model = nnx.merge(graphdef, params, rest, copy=True)
         nnx.reseed(model, dropout=key)
         logits = _forward(model, batch, dual)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
+        with jax.named_scope("loss"):  # named scopes label profiles (bench/profile_step.py)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+            accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
         return loss, (nnx.split(model, nnx.Param, ...)[2], accuracy)
 
     @functools.partial(jax.jit, donate_argnums=(0,))
@@ -237,12 +238,13 @@ def make_train_step(graphdef, tx, *, dual: bool, seed: int):
         key = jax.random.fold_in(base_key, step_no)
         (loss, (new_rest, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, rest, batch, key)
-        grad_norm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, new_opt = tx.update(grads, opt_state, params)
-        new_state = (optax.apply_updates(params, updates), new_rest, new_opt)
-        # A non-finite step leaves the state as it was, so the run can stop cleanly.
-        state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+        with jax.named_scope("optimizer"):
+            grad_norm = optax.tree.norm(grads)
+            ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            updates, new_opt = tx.update(grads, opt_state, params)
+            new_state = (optax.apply_updates(params, updates), new_rest, new_opt)
+            # A non-finite step leaves the state as it was, so the run can stop cleanly.
+            state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
         return state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "ok": ok}
 
     return step

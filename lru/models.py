@@ -89,7 +89,8 @@ class SequenceEncoder(nnx.Module):
 
     def sequence(self, inputs: Array, lengths: Array | None = None) -> tuple[Array, Array | None]:
         """Per-step features ``(b, t, d)`` and the ``(b, t)`` mask (None without lengths)."""
-        x = self.encoder(inputs)
+        with jax.named_scope("encoder"):  # named scopes label profiles (bench/profile_step.py)
+            x = self.encoder(inputs)
         mask = length_mask(lengths, x.shape[1])
         for block in self.blocks:
             x = block(x, mask)
@@ -97,7 +98,8 @@ class SequenceEncoder(nnx.Module):
 
     def __call__(self, inputs: Array, lengths: Array | None = None) -> Array:
         x, mask = self.sequence(inputs, lengths)
-        return pool(x, mask, self.pooling)
+        with jax.named_scope("pool"):
+            return pool(x, mask, self.pooling)
 
 
 class Classifier(nnx.Module):
@@ -115,7 +117,9 @@ class Classifier(nnx.Module):
         self.head = nnx.Linear(d_model, n_classes, dot_general=dot_general(precision), rngs=rngs)
 
     def __call__(self, inputs: Array, lengths: Array | None = None) -> Array:
-        return self.head(self.backbone(inputs, lengths))
+        x = self.backbone(inputs, lengths)
+        with jax.named_scope("head"):
+            return self.head(x)
 
 
 def _pad_time(x: Array, time: int) -> Array:

@@ -246,4 +246,5 @@ class LRU(nnx.Module):
         y = planar_readout(u, self._input_weights(), self.eigenvalues(), self.C_re[...],
                            self.C_im[...], mask=mask, bidirectional=self.bidirectional,
                            method=self.scan_method, precision=self.precision)
-        return y + self.D[...] * u
+        with jax.named_scope("D"):
+            return y + self.D[...] * u
