@@ -52,12 +52,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "lra_steps.json",
                    help="where to write the JSON results")
     args = p.parse_args(argv)
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = sorted(set(args.tasks) - set(TASKS))
-    if unknown:
-        p.error(f"--tasks: unknown {unknown}; choose from {','.join(TASKS)}")
+    args.tasks = task_list(p, args.tasks, TASKS)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     return args
+
+
+def task_list(parser: argparse.ArgumentParser, text: str, allowed) -> list[str]:
+    """``--tasks``' comma-separated names, each checked against ``allowed`` (a parser error
+    names the unknown ones and the choices)."""
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = sorted(set(tasks) - set(allowed))
+    if unknown:
+        parser.error(f"--tasks: unknown {unknown}; choose from {','.join(allowed)}")
+    return tasks
 
 
 def compose(task: str, method: str, args):

@@ -45,7 +45,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from lra_steps import compose, synthetic_batch  # noqa: E402
+from lra_steps import compose, synthetic_batch, task_list  # noqa: E402
 
 TASKS = ("listops", "image", "pathx")
 #: The batch timed on this CPU where the paper's does not fit in memory.
@@ -75,10 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "profile_step.json",
                    help="where to write the JSON results")
     args = p.parse_args(argv)
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = sorted(set(args.tasks) - set(TASKS))
-    if unknown:
-        p.error(f"--tasks: unknown {unknown}; choose from {','.join(TASKS)}")
+    args.tasks = task_list(p, args.tasks, TASKS)
     return args
 
 
