@@ -71,10 +71,16 @@ def _glu_bwd(precision, residuals, dz):
     d = g.shape[-1]
     s = jax.nn.sigmoid(a[..., d:])
     da = jnp.concatenate([dz * s, dz * a[..., :d] * s * (1 - s)], axis=-1)  # (..., 2d)
+    dg, dw = _product_grads(g, w, da, precision)
+    return dg, dw, da.reshape(-1, 2 * d).sum(axis=0).astype(bias.dtype)
+
+
+def _product_grads(g, w, da, precision):
+    """``dg = D [W1 | W2]^T`` and ``d[W1 | W2] = g^T D`` (tokens flattened) for ``D = da``."""
+    d = g.shape[-1]
     dg = matmul(da, w.T, precision).astype(g.dtype)
-    g2, da2 = g.reshape(-1, d), da.reshape(-1, 2 * d)
-    dw = matmul(g2.T, da2, precision).astype(w.dtype)
-    return dg, dw, da2.sum(axis=0).astype(bias.dtype)
+    dw = matmul(g.reshape(-1, d).T, da.reshape(-1, 2 * d), precision).astype(w.dtype)
+    return dg, dw
 
 
 gated_linear_unit.defvjp(_glu_fwd, _glu_bwd)
@@ -120,10 +126,8 @@ def _native_fwd(u, g, w, bias, precision):
 
 def _native_bwd(precision, residuals, dout):
     g, w, a, bias = residuals
-    d = g.shape[-1]
     da, dbias = native.gate_backward(a, bias, dout)
-    dg = matmul(da, w.T, precision).astype(g.dtype)
-    dw = matmul(g.reshape(-1, d).T, da.reshape(-1, 2 * d), precision).astype(w.dtype)
+    dg, dw = _product_grads(g, w, da, precision)
     return dout, dg, dw, dbias.astype(bias.dtype)
 
 
