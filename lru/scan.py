@@ -289,10 +289,9 @@ def _resolve_method(caller: str, method: str, batch: int, time: int, n: int,
                     native_refusal: str | None) -> str:
     """``method``, checked. ``native_refusal`` is None when the case is one the native
     kernels run, else why not (the end of the error for an explicit ``"native"``). For
-    ``"auto"``: ``"native"`` where it runs, on a single CPU device where the kernels build,
-    else :func:`auto_method`'s choice (with several devices XLA's partitioner cannot split
-    a custom call: it would gather the whole batch onto every device for it). An unknown
-    name raises a ValueError naming ``caller`` and the valid names."""
+    ``"auto"``: ``"native"`` where it runs and :func:`lru.native.runs_here` (which says why
+    only there), else :func:`auto_method`'s choice. An unknown name raises a ValueError
+    naming ``caller`` and the valid names."""
     if method == "auto":
         if native_refusal is None and native.runs_here():
             return "native"
