@@ -19,15 +19,17 @@ shape (batch, time, state), measures in one run:
   made outside the timed call: the situation inside a layer, where ``b`` is the input
   projection's output and ``g`` the output projection's cotangent, both dead after the
   scan);
-* the same for ``planar_recurrence`` on real ``[Re | Im]`` storage of the same bytes:
-  ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
+* the same for ``planar_recurrence`` on real ``[Re | Im]`` storage of the same bytes: on the
+  CPU ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
   ``lru/native.py``, the path the LRU layer takes on CPU; left out where it cannot be
-  built). ``b`` and ``g`` come in as ``(batch * time, 2 * state)`` arrays, the shape of
+  built), on a GPU ``"planar_associative"`` (``auto``'s path there) and ``"planar_pallas"``
+  (the chunked kernel of ``lru/pallas_scan.py``, on the real storage). ``b`` and ``g`` come in as ``(batch * time, 2 * state)`` arrays, the shape of
   the products that make them in a layer (the kernel writes over a buffer in place only
   when XLA sees it in the shape the handler takes: see ``native.planar_forward``);
 * the same for the RG-LRU's case (``"input_dependent"`` in the JSON): a real float32 ``a``
   per step and channel, ``(batch, time, 2 * state)`` so that each array has the same bytes,
-  ``inplace`` against ``native`` (bounds: 3 arrays forward, 8 forward + backward);
+  with the same methods as the planar form (bounds: 3 arrays forward, 8 forward +
+  backward);
 * which method ``auto`` picks for the shape, for ``linear_recurrence`` (complex
   time-invariant ``a``) and for ``planar_recurrence``.
 
@@ -156,14 +158,21 @@ def _planar(z):
     return jnp.concatenate([jnp.real(z), jnp.imag(z)], axis=-1).reshape(-1, 2 * z.shape[-1])
 
 
+def planar_methods() -> list[str]:
+    """The ``planar_recurrence`` (and RG-LRU) methods worth timing here: on the CPU the XLA
+    loop and the compiled kernel (where it builds); on a GPU the log-depth scan ``auto``
+    takes there and the chunked Pallas kernel (a loop would be one launch per step)."""
+    if jax.default_backend() == "gpu":
+        return ["associative", "pallas"]
+    return ["inplace"] + (["native"] if native.available() else [])
+
+
 def forms(methods, a, b, g) -> dict:
     """``name -> (f(a, b), b, g)``: each method of ``linear_recurrence`` on complex ``b``, and
-    ``planar_inplace`` / ``planar_native``, ``planar_recurrence`` on the same numbers as
-    ``[Re | Im]`` halves."""
+    ``planar_<method>`` for :func:`planar_methods`, ``planar_recurrence`` on the same numbers
+    as ``[Re | Im]`` halves."""
     out = {m: (lambda a, b, m=m: linear_recurrence(a, b, method=m), b, g) for m in methods}
-    planar = ["inplace"] + (["native"] if jax.default_backend() == "cpu"
-                            and native.available() else [])
-    for m in planar:
+    for m in planar_methods():
         out[f"planar_{m}"] = (
             lambda a, bp, m=m: planar_recurrence(
                 a, bp.reshape(b.shape[:2] + (-1,)), method=m).reshape(bp.shape),
@@ -212,7 +221,7 @@ def main(argv=None) -> dict:
     # real input-dependent a (RG-LRU), width 2 * state: the same bytes per array
     a_r, b_r, g_r = make_input_dependent(args.batch, args.time, 2 * args.state, args.seed)
     dependent = {}
-    for m in ["inplace"] + (["native"] if planar_auto == "native" else []):
+    for m in planar_methods():
         dependent[m] = bench_method(lambda a, b, m=m: linear_recurrence(a, b, method=m),
                                     a_r, b_r, g_r, args.repeats, args.warmup)
     bandwidth_after, _ = measure_bandwidth(shape, args.repeats)

@@ -1,12 +1,26 @@
-"""The diagonal recurrence as a Pallas (Triton) GPU kernel: ``method="pallas"`` of
+"""The diagonal recurrence as a chunked Pallas (Triton) GPU kernel: ``method="pallas"`` of
 :func:`lru.scan.linear_recurrence`.
 
-One kernel instance (program) owns one batch row and a block of ``BLOCK_N`` state channels,
-and walks the time axis in a loop, keeping its state in registers: each step reads ``b_t``
-(and ``a_t`` when input-dependent) once and writes ``x_t`` once, so the kernel moves exactly
-the bytes of the memory-traffic bound, with ``batch * n / BLOCK_N`` programs in flight to
-hide the latency of the sequential dependency. Complex numbers travel as separate real and
-imaginary planes (Triton has no complex type): ``x = a x + b`` becomes
+A sequential walk over time is latency-bound on a GPU when one warp owns a whole sequence:
+each step waits for its load, and ``batch * n / 32`` warps are too few to keep the memory
+system busy (the first version of this kernel, which did that, ran 8.6x the memory-traffic
+bound at 32 x 16384 x 256, ``docs/performance.md``). This version cuts time into chunks of
+``chunk`` steps and runs every chunk as its own program, in three launches:
+
+1. **summaries**: every chunk walks from a zero state and writes only its final state
+   ``e_k`` (and, for an input-dependent ``a``, its total decay ``P_k``, the product of its
+   ``a_t``; for a time-invariant ``a`` that is ``a ** chunk``, computed outside);
+2. **carries**: one walk over the chunks, ``s_k = P_k s_{k-1} + e_k`` from ``h0``, gives the
+   state entering each chunk;
+3. **outputs**: every chunk walks again from its true entering state and writes ``x``.
+
+Passes 1 and 3 read ``b`` (and ``a``) each and only pass 3 writes ``x``: 1.5x the bytes of the
+bound (read once, write once) for time-invariant ``a``, with ``batch * n / 32 * chunks``
+programs in flight. Inside a walk the loop is unrolled by ``unroll`` with the group's loads
+issued before its arithmetic, so each warp has ``unroll`` loads in flight instead of one.
+
+Complex numbers travel as separate real and imaginary planes (Triton has no complex type):
+``x = a x + b`` becomes
 
     x_re <- a_re x_re - a_im x_im + b_re,    x_im <- a_re x_im + a_im x_re + b_im.
 
@@ -16,7 +30,7 @@ recurrence through this same kernel in the opposite direction.
 On a machine without a GPU the kernel runs in Pallas' interpreter (slow, for tests only), so
 the method is available and tested everywhere.
 
-Axis legend: ``b`` batch, ``t`` time, ``n`` state.
+Axis legend: ``b`` batch, ``t`` time, ``n`` state, ``k`` chunk.
 """
 
 from __future__ import annotations
@@ -32,45 +46,72 @@ Array = jax.Array
 
 #: State channels per program: one per thread of a single warp.
 BLOCK_N = 32
+#: Steps per chunk: one program's walk. At 32 x 1024 x 128 that is 32 * 4 * 16 = 2,048
+#: one-warp programs, and the carry walk over 16,384 / 64 = 256 chunks stays short.
+CHUNK = 64
+#: Steps per unrolled group: the loads a warp has in flight at once (8 per plane).
+UNROLL = 8
 
 
-def _kernel(*refs, length: int, reverse: bool, varying: bool, is_complex: bool):
-    """One program: batch row ``program_id(0)``, channels block ``program_id(1)``.
+def _cmul(x: tuple, y: tuple) -> tuple:
+    """Product of two numbers held as planes: ``(re,)`` or ``(re, im)``."""
+    if len(x) == 1:
+        return (x[0] * y[0],)
+    return (x[0] * y[0] - x[1] * y[1], x[0] * y[1] + x[1] * y[0])
 
-    ``refs`` holds, in order, the real planes then (complex only) the imaginary planes of
-    ``a``, ``b`` and ``h0``, then the output planes of ``x``.
+
+def _walk_kernel(*refs, chunk: int, unroll: int, reverse: bool, varying: bool, planes: int,
+                 planar_n: int, write_x: bool, write_summary: bool):
+    """One program: batch row ``program_id(0)``, channel block ``program_id(1)``, chunk
+    ``program_id(2)``; walks the chunk's ``chunk`` steps from its entering state.
+
+    ``refs`` holds the planes (real, then imaginary when ``planes == 2``) of ``a`` (``(n,)``
+    or ``(b, t, n)``), then ``b`` (``(b, t, n)`` per plane, or when ``planar_n`` is ``n`` one
+    ``(b, t, 2n)`` array holding ``[Re | Im]``), then the planes of the entering states ``h``
+    (``(b, k, n)``), then the outputs: ``x`` (laid out as ``b``) if ``write_x``, then the
+    planes of the chunk's final state ``e`` and (when ``varying``) its decay ``P`` (each
+    ``(b, k, n)``) if ``write_summary``.
     """
-    n_in = 6 if is_complex else 3
-    ins, outs = refs[:n_in], refs[n_in:]
-    if is_complex:
-        ar_ref, ai_ref, br_ref, bi_ref, hr_ref, hi_ref = ins
-        xr_ref, xi_ref = outs
-    else:
-        (ar_ref, br_ref, hr_ref), (xr_ref,) = ins, outs
-    row = pl.program_id(0)
-    cols = pl.ds(pl.program_id(1) * BLOCK_N, BLOCK_N)
+    a_refs = refs[:planes]
+    n_b = 1 if planar_n else planes
+    b_refs, h_refs = refs[planes:planes + n_b], refs[planes + n_b:2 * planes + n_b]
+    outs = refs[2 * planes + n_b:]
+    x_refs, summary = (outs[:n_b], outs[n_b:]) if write_x else ((), outs)
+    # (array, column offset) of each plane of b and x
+    offsets = (0, planar_n) if planar_n else (0,) * planes
+    b_src = [(b_refs[min(i, n_b - 1)], off) for i, off in enumerate(offsets)]
+    x_dst = [(x_refs[min(i, n_b - 1)], off) for i, off in enumerate(offsets)] if write_x else []
+    row, k, col = pl.program_id(0), pl.program_id(2), pl.program_id(1) * BLOCK_N
+    cols = pl.ds(col, BLOCK_N)
+    start = k * chunk
 
-    if not varying:
-        a_re = ar_ref[cols]
-        a_im = ai_ref[cols] if is_complex else None
-    h = (hr_ref[row, cols], hi_ref[row, cols]) if is_complex else (hr_ref[row, cols],)
+    a_fixed = None if varying else tuple(r[cols] for r in a_refs)
+    h = tuple(r[row, k, cols] for r in h_refs)
+    one = tuple(jnp.full_like(p, 1.0 if i == 0 else 0.0) for i, p in enumerate(h))
 
-    def body(step, h):
-        t = length - 1 - step if reverse else step
-        ar = ar_ref[row, t, cols] if varying else a_re
-        if is_complex:
-            ai = ai_ref[row, t, cols] if varying else a_im
-            h_re, h_im = h
-            h = (ar * h_re - ai * h_im + br_ref[row, t, cols],
-                 ar * h_im + ai * h_re + bi_ref[row, t, cols])
-            xr_ref[row, t, cols] = h[0]
-            xi_ref[row, t, cols] = h[1]
-        else:
-            h = (ar * h[0] + br_ref[row, t, cols],)
-            xr_ref[row, t, cols] = h[0]
-        return h
+    def group(i, carry):
+        h, decay = carry
+        ts = [start + (chunk - 1 - s if reverse else s) for s in
+              (i * unroll + j for j in range(unroll))]
+        bs = [tuple(r[row, t, pl.ds(col + off, BLOCK_N)] for r, off in b_src)
+              for t in ts]  # the group's loads first, all in flight together
+        as_ = [tuple(r[row, t, cols] for r in a_refs) for t in ts] if varying else None
+        for j, t in enumerate(ts):
+            a_t = as_[j] if varying else a_fixed
+            h = tuple(p + q for p, q in zip(_cmul(a_t, h), bs[j]))
+            if varying and write_summary:
+                decay = _cmul(a_t, decay)
+            for (r, off), p in zip(x_dst, h):
+                r[row, t, pl.ds(col + off, BLOCK_N)] = p
+        return h, decay
 
-    lax.fori_loop(0, length, body, h)
+    h, decay = lax.fori_loop(0, chunk // unroll, group, (h, one))
+    if write_summary:
+        for r, p in zip(summary[:planes], h):
+            r[row, k, cols] = p
+        if varying:
+            for r, p in zip(summary[planes:], decay):
+                r[row, k, cols] = p
 
 
 def _compiler_params():
@@ -81,40 +122,152 @@ def _compiler_params():
     return params(num_warps=1, num_stages=1)
 
 
-@functools.partial(jax.jit, static_argnames=("reverse",))
-def pallas_recurrence(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
-    """``x_t = a_t * x_{t-1} + b_t`` (or right to left) with the Pallas kernel.
+def _walk(a: tuple, b: tuple, h: tuple, *, planar: bool, chunk: int, unroll: int,
+          reverse: bool, interpret: bool, write_x: bool, write_summary: bool) -> list[Array]:
+    """Launch :func:`_walk_kernel` over every (row, channel block, chunk).
+
+    ``a`` and ``h`` are tuples of planes; ``b`` too, or with ``planar`` a 1-tuple holding a
+    ``(b, t, 2n)`` ``[Re | Im]`` array. Time is a multiple of ``chunk`` (itself one of
+    ``unroll``) and ``n`` one of :data:`BLOCK_N`. Returns the outputs the kernel writes.
+    """
+    planes = len(a)
+    bsz, length, width = b[0].shape
+    n = width // 2 if planar else width
+    k = length // chunk
+    varying = a[0].ndim == 3
+    dtype = b[0].dtype
+    out_shape = []
+    if write_x:
+        out_shape += [jax.ShapeDtypeStruct(b[0].shape, dtype)] * len(b)
+    if write_summary:
+        out_shape += [jax.ShapeDtypeStruct((bsz, k, n), dtype)] * planes * (1 + varying)
+    return pl.pallas_call(
+        functools.partial(_walk_kernel, chunk=chunk, unroll=unroll, reverse=reverse,
+                          varying=varying, planes=planes, planar_n=n if planar else 0,
+                          write_x=write_x, write_summary=write_summary),
+        out_shape=out_shape,
+        grid=(bsz, n // BLOCK_N, k),
+        interpret=interpret,
+        **({} if interpret else {"compiler_params": _compiler_params()}),
+    )(*a, *b, *h)
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def _join(planes) -> Array:
+    """One array from its planes: ``[re]`` or ``[re, im]``."""
+    return lax.complex(*planes) if len(planes) == 2 else planes[0]
+
+
+def _split(z: Array) -> tuple[Array, ...]:
+    """The planes of an array: ``(re, im)`` if complex, else ``(z,)``."""
+    return (jnp.real(z), jnp.imag(z)) if jnp.iscomplexobj(z) else (z,)
+
+
+def _pad(x: Array, widths) -> Array:
+    """``jnp.pad`` with zeros, skipped when every width is zero."""
+    return jnp.pad(x, widths) if any(w for pair in widths for w in pair) else x
+
+
+def _chunked_walks(a: tuple, b: tuple, h0: tuple, *, planar: bool, reverse: bool,
+                   chunk: int, unroll: int, interpret: bool | None) -> tuple:
+    """The three launches (summaries, carries, outputs) on padded planes; returns ``x``
+    laid out as ``b``. Shapes as in :func:`_walk`; ``h0`` planes are ``(b, n)``."""
+    bsz, length = b[0].shape[:2]
+    k = length // chunk
+    varying = a[0].ndim == 3
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
+    walk = functools.partial(_walk, unroll=unroll, reverse=reverse, interpret=interpret)
+    if k == 1:
+        h_in = tuple(p[:, None] for p in h0)
+    else:
+        zeros = tuple(jnp.zeros((bsz, k, p.shape[-1]), p.dtype) for p in h0)
+        summary = walk(a, b, zeros, planar=planar, chunk=chunk, write_x=False,
+                       write_summary=True)
+        end = summary[:len(a)]
+        decay = summary[len(a):] if varying else _split(_join(a) ** chunk)
+        # Carries: s_k = P_k s_{k-1} + e_k from h0, one walk of k steps (padded, on the side
+        # processed last, to a multiple of the unroll).
+        k_pad = (-k % unroll, 0) if reverse else (0, -k % unroll)
+        end = tuple(_pad(p, ((0, 0), k_pad, (0, 0))) for p in end)
+        if varying:
+            decay = tuple(_pad(p, ((0, 0), k_pad, (0, 0))) for p in decay)
+        s = walk(decay, end, tuple(p[:, None] for p in h0), planar=False,
+                 chunk=end[0].shape[1], write_x=True, write_summary=False)
+        s = [p[:, k_pad[0]:k_pad[0] + k] for p in s]
+        # The state entering a chunk is the carry after the chunk processed before it.
+        h_in = tuple(jnp.concatenate([p[:, 1:], q[:, None]], axis=1) if reverse
+                     else jnp.concatenate([q[:, None], p[:, :-1]], axis=1)
+                     for p, q in zip(s, h0))
+    return walk(a, b, h_in, planar=planar, chunk=chunk, write_x=True, write_summary=False)
+
+
+def _layout(length: int, n: int, chunk: int, unroll: int, reverse: bool):
+    """The chunk length actually used and the padding of time (on the side processed last,
+    so it never feeds a real step) and of channels (zero channels keep a zero state)."""
+    chunk = _round_up(min(chunk, _round_up(length, unroll)), unroll)
+    pad_t = -length % chunk
+    return chunk, ((pad_t, 0) if reverse else (0, pad_t)), -n % BLOCK_N
+
+
+@functools.partial(jax.jit, static_argnames=("reverse", "chunk", "unroll", "interpret"))
+def pallas_recurrence(a: Array, b: Array, h0: Array, reverse: bool, chunk: int = CHUNK,
+                      unroll: int = UNROLL, interpret: bool | None = None) -> Array:
+    """``x_t = a_t * x_{t-1} + b_t`` (or right to left) with the chunked Pallas kernel.
 
     Args:
       a: ``(n,)`` or ``(b, t, n)``, float32 or complex64, the dtype of ``b``.
       b: ``(b, t, n)`` inputs.
       h0: ``(b, n)`` initial state.
       reverse: run right to left.
+      chunk: steps per program (rounded up to a multiple of ``unroll``; a sequence no longer
+        than one chunk takes a single launch).
+      unroll: steps per unrolled group inside a program.
+      interpret: run in Pallas' interpreter; by default exactly when the backend is not a
+        GPU. ``False`` on a CPU still lowers the kernel to Triton (``jax.export`` for
+        ``cuda``), which is how the tests check it compiles there.
 
     Returns:
       ``x``: ``(b, t, n)``, the dtype of ``b``.
     """
-    bsz, length, n = b.shape
-    varying = a.ndim == 3
-    is_complex = jnp.iscomplexobj(b)
-    pad = -n % BLOCK_N
-    if pad:  # zero channels: a = 0, b = 0 keep a zero state; sliced off below
-        widths = ((0, 0),) * (a.ndim - 1) + ((0, pad),)
-        a = jnp.pad(a, widths)
-        b = jnp.pad(b, ((0, 0), (0, 0), (0, pad)))
-        h0 = jnp.pad(h0, ((0, 0), (0, pad)))
-    planes = (lambda z: (jnp.real(z), jnp.imag(z))) if is_complex else (lambda z: (z,))
-    inputs = (*planes(a), *planes(b), *planes(h0))  # the order _kernel unpacks
-    real_dtype = inputs[-1].dtype
-    out_shape = [jax.ShapeDtypeStruct(b.shape, real_dtype)] * (2 if is_complex else 1)
-    on_gpu = jax.default_backend() == "gpu"
-    outs = pl.pallas_call(
-        functools.partial(_kernel, length=length, reverse=reverse, varying=varying,
-                          is_complex=is_complex),
-        out_shape=out_shape,
-        grid=(bsz, (n + pad) // BLOCK_N),
-        interpret=not on_gpu,
-        **({"compiler_params": _compiler_params()} if on_gpu else {}),
-    )(*inputs)
-    x = lax.complex(outs[0], outs[1]) if is_complex else outs[0]
-    return x[..., :n] if pad else x
+    length, n = b.shape[1:]
+    chunk, pad_t, pad_n = _layout(length, n, chunk, unroll, reverse)
+    b = _pad(b, ((0, 0), pad_t, (0, pad_n)))
+    a = _pad(a, ((0, 0), pad_t, (0, pad_n)) if a.ndim == 3 else ((0, pad_n),))
+    h0 = _pad(h0, ((0, 0), (0, pad_n)))
+    x = _join(_chunked_walks(_split(a), _split(b), _split(h0), planar=False, reverse=reverse,
+                             chunk=chunk, unroll=unroll, interpret=interpret))
+    return x[:, pad_t[0]:pad_t[0] + length, :n]
+
+
+@functools.partial(jax.jit, static_argnames=("reverse", "chunk", "unroll", "interpret"))
+def pallas_planar(a_re: Array, a_im: Array, b: Array, reverse: bool, chunk: int = CHUNK,
+                  unroll: int = UNROLL, interpret: bool | None = None) -> Array:
+    """The complex time-invariant recurrence on ``[Re | Im]`` storage, from a zero state
+    (:func:`lru.scan.planar_recurrence`'s layout): no complex array is packed or unpacked.
+
+    Args:
+      a_re, a_im: ``(n,)`` float32, the decay's real and imaginary parts.
+      b: ``(b, t, 2n)`` float32, ``[Re | Im]`` inputs.
+      reverse: run right to left.
+      chunk, unroll, interpret: as in :func:`pallas_recurrence`.
+
+    Returns:
+      ``x``: ``(b, t, 2n)``, ``[Re | Im]`` states.
+    """
+    bsz, length, width = b.shape
+    n = width // 2
+    chunk, pad_t, pad_n = _layout(length, n, chunk, unroll, reverse)
+    if pad_n:  # each half padded (a copy; LRU state sizes are usually multiples of 32)
+        b = jnp.concatenate([_pad(b[..., :n], ((0, 0), (0, 0), (0, pad_n))),
+                             _pad(b[..., n:], ((0, 0), (0, 0), (0, pad_n)))], axis=-1)
+    b = _pad(b, ((0, 0), pad_t, (0, 0)))
+    a = (_pad(a_re, ((0, pad_n),)), _pad(a_im, ((0, pad_n),)))
+    h0 = tuple(jnp.zeros((bsz, n + pad_n), b.dtype) for _ in range(2))
+    (x,) = _chunked_walks(a, (b,), h0, planar=True, reverse=reverse, chunk=chunk,
+                          unroll=unroll, interpret=interpret)
+    x = x[:, pad_t[0]:pad_t[0] + length]
+    return jnp.concatenate([x[..., :n], x[..., n + pad_n:2 * n + pad_n]], -1) if pad_n else x

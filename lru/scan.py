@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from lru import native
-from lru.pallas_scan import pallas_recurrence
+from lru.pallas_scan import pallas_planar, pallas_recurrence
 
 Array = jax.Array
 Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pallas", "native"]
@@ -463,27 +463,35 @@ def _planar_loop(a_re: Array, a_im: Array, b: Array, reverse: bool) -> Array:
     return _walk_blocks(length, reverse, block_fn, (zero, zero, b))[2]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _planar_inplace(a_re: Array, a_im: Array, b: Array, reverse: bool) -> Array:
-    """:func:`_planar_loop` with its adjoint (:func:`_planar_inplace_bwd`)."""
-    return _planar_loop(a_re, a_im, b, reverse)
+#: The walks :func:`_planar_walk` runs on ``[Re | Im]`` storage, by method name.
+_PLANAR_WALKS: dict[str, Callable[..., Array]] = {
+    "inplace": _planar_loop,
+    "pallas": pallas_planar,
+}
 
 
-def _planar_inplace_fwd(a_re, a_im, b, reverse):
-    x = _planar_loop(a_re, a_im, b, reverse)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _planar_walk(a_re: Array, a_im: Array, b: Array, reverse: bool, method: str) -> Array:
+    """A walk of :data:`_PLANAR_WALKS` (the XLA loop, or the Pallas kernel) with its adjoint
+    (:func:`_planar_walk_bwd`), which runs the same walk."""
+    return _PLANAR_WALKS[method](a_re, a_im, b, reverse)
+
+
+def _planar_walk_fwd(a_re, a_im, b, reverse, method):
+    x = _PLANAR_WALKS[method](a_re, a_im, b, reverse)
     return x, (a_re, a_im, x)
 
 
-def _planar_inplace_bwd(reverse, residuals, g):
-    """The adjoint ``lam_t = g_t + conj(a) lam_next(t)``: the same loop with ``conj(a)``, run
-    the other way over ``g``'s buffer; then ``d a_re = sum Re(conj(lam) x_prev)`` and
-    ``d a_im = sum Im(conj(lam) x_prev)`` (the real gradients of the 2 x 2 rotation-scaling
-    each complex multiply is) in one reduction over ``lam`` and ``x`` shifted by a step, which
-    runs on every core (measured: 2% faster in the training step than summing them in the
-    loop's carry)."""
+def _planar_walk_bwd(reverse, method, residuals, g):
+    """The adjoint ``lam_t = g_t + conj(a) lam_next(t)``: the same walk with ``conj(a)``, run
+    the other way over ``g`` (over its buffer, for the loop); then ``d a_re = sum Re(conj(lam)
+    x_prev)`` and ``d a_im = sum Im(conj(lam) x_prev)`` (the real gradients of the 2 x 2
+    rotation-scaling each complex multiply is) in one reduction over ``lam`` and ``x`` shifted
+    by a step, which runs on every core (measured: 2% faster in the training step than
+    summing them in the loop's carry)."""
     a_re, a_im, x = residuals
     n = x.shape[2] // 2
-    lam = _planar_loop(a_re, -a_im, g, not reverse)
+    lam = _PLANAR_WALKS[method](a_re, -a_im, g, not reverse)
     # x_prev_t: the state a multiplied going forward (zero before the first step)
     edge = jnp.zeros_like(x[:, :1])
     x_prev = (jnp.concatenate([x[:, 1:], edge], axis=1) if reverse
@@ -493,7 +501,7 @@ def _planar_inplace_bwd(reverse, residuals, g):
             (l_im * x_re - l_re * x_im).sum(axis=(0, 1)), lam)
 
 
-_planar_inplace.defvjp(_planar_inplace_fwd, _planar_inplace_bwd)
+_planar_walk.defvjp(_planar_walk_fwd, _planar_walk_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -529,9 +537,10 @@ def planar_recurrence(
     ``[Re x | Im x]`` (the LRU) never packs or unpacks a complex array, forwards or backwards.
     With ``method="native"`` (``auto`` on CPU, where the kernel builds) a compiled kernel
     (:mod:`lru.native`) walks each sequence in one pass over memory, forwards and
-    backwards, masking its inputs as it goes; with ``"inplace"`` an XLA loop runs on the real
-    storage; both have a fused adjoint (:func:`_planar_native`, :func:`_planar_inplace`).
-    The other methods pack the halves into complex numbers and run
+    backwards, masking its inputs as it goes, with a fused adjoint (:func:`_planar_native`);
+    with ``"inplace"`` (an XLA loop) and ``"pallas"`` (the chunked GPU kernel of
+    :mod:`lru.pallas_scan`) the walk runs on the real storage, its adjoint too
+    (:func:`_planar_walk`). The other methods pack the halves into complex numbers and run
     :func:`linear_recurrence`.
 
     Args:
@@ -571,8 +580,8 @@ def planar_recurrence(
                               reverse).astype(b.dtype)
     if mask is not None:
         b = jnp.where(mask[..., None], b, 0)
-    if method == "inplace":
-        x = _planar_inplace(jnp.real(a), jnp.imag(a), b.astype(acc), reverse)
+    if method in _PLANAR_WALKS:
+        x = _planar_walk(jnp.real(a), jnp.imag(a), b.astype(acc), reverse, method)
     else:
         bc = lax.complex(b[..., :n].astype(acc), b[..., n:].astype(acc))
         xc = linear_recurrence(a, bc, reverse=reverse, method=method)

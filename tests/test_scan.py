@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lru import pallas_scan
+from lru.pallas_scan import pallas_recurrence
 from lru.scan import (
     DEFAULT_CHUNK,
     METHODS,
@@ -433,6 +435,85 @@ def test_chunked_kernel_small_chunks(chunk, a_shape, reverse):
     i = SMALL_CHUNKS.index((chunk, a_shape, reverse))
     a, b, h0 = inputs[i]
     assert_close(results[i], loop_recurrence(a, b, h0, reverse), name=f"chunk={chunk}")
+
+
+PALLAS_CHUNKS = list(itertools.product([jnp.float32, jnp.complex64], ["invariant", "varying"],
+                                       [False, True]))
+
+
+@pytest.mark.parametrize("dtype,a_shape,reverse", PALLAS_CHUNKS)
+def test_pallas_chunks_and_carries_match_loop(dtype, a_shape, reverse):
+    """The chunked Pallas kernel over many chunks: TIME = 37 in chunks of 8 (four full, one
+    ragged, padded on the side processed last), a carry walk over 5 chunks (padded to the
+    unroll of 4), N = 4 channels padded to a block of 32, from a nonzero h0."""
+    a, b, h0, _ = make_inputs(16, dtype=dtype, a_shape=a_shape)
+    x = pallas_recurrence(a, b, h0, reverse, chunk=8, unroll=4)
+    assert x.shape == b.shape and x.dtype == b.dtype
+    assert_close(x, loop_recurrence(a, b, h0, reverse), name=f"{a_shape} reverse={reverse}")
+
+
+PALLAS_LOWERED = ["complex-invariant", "real-varying", "planar"]
+
+
+@pytest.mark.parametrize("case", PALLAS_LOWERED)
+def test_pallas_kernel_lowers_to_triton_for_a_gpu(case):
+    """On any machine: the kernel's Pallas -> Triton lowering for a CUDA target (where an
+    operation Triton lacks would fail), through ``jax.export``. A sequence of 300 steps in
+    chunks of 64 takes three launches (summaries, carries, outputs); one chunk takes one."""
+    from jax import export
+
+    def triton_calls(fn, *args):
+        exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[
+            export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])(*args)
+        return exported.mlir_module().count("stablehlo.custom_call @__gpu$xla.gpu.triton")
+
+    for time, launches in [(300, 3), (64, 1)]:
+        b_shape = (2, time, 64 if case == "planar" else 32)
+        if case == "planar":
+            fn = functools.partial(pallas_scan.pallas_planar, reverse=True, interpret=False)
+            args = (jnp.zeros(32), jnp.zeros(32), jnp.zeros(b_shape))
+        else:
+            dtype = jnp.complex64 if case.startswith("complex") else jnp.float32
+            a = jnp.zeros(b_shape if case.endswith("varying") else (32,), dtype)
+            fn = functools.partial(pallas_recurrence, reverse=False, interpret=False)
+            args = (a, jnp.zeros(b_shape, dtype), jnp.zeros((2, 32), dtype))
+        assert triton_calls(fn, *args) == launches, (case, time)
+
+
+PALLAS_LONG = 150  # over two default chunks (64) and a ragged third
+
+
+@functools.cache
+def pallas_long_results():
+    cases = []
+    for a_shape, reverse in itertools.product(["invariant", "varying"], [False, True]):
+        args = make_inputs(17, time=PALLAS_LONG, dtype=jnp.complex64, a_shape=a_shape)
+        cases.append((_linear("pallas", reverse), args[:3], args[3]))
+    for reverse in (False, True):
+        a, bc, _, wc = make_inputs(18, time=PALLAS_LONG, dtype=jnp.complex64)
+        f = lambda a, b, r=reverse: planar_recurrence(a, b, reverse=r, method="pallas")
+        cases.append((f, (a, _to_planar(bc)), _to_planar(wc)))
+    return batched(cases)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_pallas_default_chunks_values_and_grads(case):
+    """With its default chunk and unroll, through the custom VJP (whose adjoint walks the
+    chunks the other way): linear_recurrence with time-invariant and input-dependent a, and
+    planar_recurrence on [Re | Im] storage, both directions, against the Python loop."""
+    assert PALLAS_LONG > 2 * pallas_scan.CHUNK
+    shapes = list(itertools.product(["invariant", "varying"], [False, True]))
+    got = pallas_long_results()[case]
+    if case < 4:
+        a_shape, reverse = shapes[case]
+        args = make_inputs(17, time=PALLAS_LONG, dtype=jnp.complex64, a_shape=a_shape)
+        ref = loop_values_and_grads(_loop(reverse), args[:3], args[3])
+        assert_all_close(got, ref)
+    else:
+        a, bc, _, wc = make_inputs(18, time=PALLAS_LONG, dtype=jnp.complex64)
+        ref = loop_values_and_grads(_loop_planar(case == 5), (a, _to_planar(bc)),
+                                    _to_planar(wc))
+        assert_all_close(got, ref, names=("x", "da", "db"))
 
 
 # --------------------------------------------------------------------------- auto
