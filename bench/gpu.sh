@@ -7,7 +7,8 @@
 # Do not carry flax or optax: the machine's own match its jax (flax 0.12.8 fails on jax 0.11).
 # Writes logs and JSON into ${OUT:-results/bench/gpu}:
 #   1. the scan tests of every method on the GPU, the Pallas kernel among them (-k pallas);
-#   2. bench/scan.py at 32 x 1024 x 128 (the CPU shape) and at Path-X's 32 x 16384 x 256;
+#   2. bench/scan.py at 32 x 1024 x 128 (the CPU shape) and at Path-X's 32 x 16384 x 256
+#      (planar_pallas against planar_associative: the LRU's path, auto's choice on GPUs);
 #   3. bench/lra_steps.py: steps/s at the LRU paper's LRA shapes, associative vs pallas;
 #   4. the same with trainer.precision=bf16;
 #   5. bench/length_scaling.py: planned memory and tokens/s of the Path-X step, 1k to 16k.
