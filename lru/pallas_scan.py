@@ -62,8 +62,9 @@ def _cmul(x: tuple, y: tuple) -> tuple:
 
 def _walk_kernel(*refs, chunk: int, unroll: int, reverse: bool, varying: bool, planes: int,
                  planar_n: int, write_x: bool, write_summary: bool):
-    """One program: batch row ``program_id(0)``, channel block ``program_id(1)``, chunk
-    ``program_id(2)``; walks the chunk's ``chunk`` steps from its entering state.
+    """One program: chunk ``program_id(0)`` (the grid axis without CUDA's 65,535 limit),
+    batch row ``program_id(1)``, channel block ``program_id(2)``; walks the chunk's
+    ``chunk`` steps from its entering state.
 
     ``refs`` holds the planes (real, then imaginary when ``planes == 2``) of ``a`` (``(n,)``
     or ``(b, t, n)``), then ``b`` (``(b, t, n)`` per plane, or when ``planar_n`` is ``n`` one
@@ -81,7 +82,7 @@ def _walk_kernel(*refs, chunk: int, unroll: int, reverse: bool, varying: bool, p
     offsets = (0, planar_n) if planar_n else (0,) * planes
     b_src = [(b_refs[min(i, n_b - 1)], off) for i, off in enumerate(offsets)]
     x_dst = [(x_refs[min(i, n_b - 1)], off) for i, off in enumerate(offsets)] if write_x else []
-    row, k, col = pl.program_id(0), pl.program_id(2), pl.program_id(1) * BLOCK_N
+    k, row, col = pl.program_id(0), pl.program_id(1), pl.program_id(2) * BLOCK_N
     cols = pl.ds(col, BLOCK_N)
     start = k * chunk
 
@@ -146,7 +147,7 @@ def _walk(a: tuple, b: tuple, h: tuple, *, planar: bool, chunk: int, unroll: int
                           varying=varying, planes=planes, planar_n=n if planar else 0,
                           write_x=write_x, write_summary=write_summary),
         out_shape=out_shape,
-        grid=(bsz, n // BLOCK_N, k),
+        grid=(k, bsz, n // BLOCK_N),
         interpret=interpret,
         **({} if interpret else {"compiler_params": _compiler_params()}),
     )(*a, *b, *h)
