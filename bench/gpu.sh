@@ -27,7 +27,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
 python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())" | tee -a "$OUT/device.txt"
 if [ "$PART" != extra ]; then
-timeout 100 python3 -m pytest tests/test_scan.py -q -x -k pallas -p no:cacheprovider 2>&1 | tail -25 | tee "$OUT/pytest_pallas.log"
+timeout 150 python3 -m pytest tests/test_scan.py -q -x -k pallas -p no:cacheprovider 2>&1 | tail -25 | tee "$OUT/pytest_pallas.log"
 timeout 60 python3 bench/scan.py --out "$OUT/scan_1k.json" 2>&1 | tail -12 | tee "$OUT/scan_1k.log"
 timeout 240 python3 bench/lra_steps.py --methods associative,pallas --repeats 10 \
   --out "$OUT/lra_steps.json" 2>&1 | grep -v Warning | tail -20 | tee "$OUT/lra_steps.log"
