@@ -86,7 +86,8 @@ def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
     """``mixer(rngs=...)`` building one sequence layer of ``cfg.model``.
 
     The LRU takes its rung (``cfg.ablation.rung``) and ring from ``cfg.model``; every layer
-    that has them takes ``model.scan_method`` and ``trainer.precision``; otherwise a layer
+    that has them takes ``model.scan_method``, ``trainer.precision`` and
+    ``trainer.recompute_states``; otherwise a layer
     takes ``cfg.model.layer_options`` as keyword arguments, checked against its constructor
     so that a misspelt option names itself. A layer whose kernel depends on a maximum length
     (S4's ``l_max``) gets the task's unless the options set it, so that padding never
@@ -95,10 +96,12 @@ def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
     m = cfg.model
     layer = LAYERS[m.layer]
     options = layer_options(m, {"self", "d_model", "d_state", "bidirectional", "rngs",
-                                "precision"})
+                                "precision", "recompute_states"})
     accepted = set(inspect.signature(layer.__init__).parameters)
     if "precision" in accepted:  # the layer's own matmuls follow trainer.precision
         options["precision"] = cfg.trainer.precision
+    if "recompute_states" in accepted:  # a memory setting of the run, like precision
+        options["recompute_states"] = cfg.trainer.recompute_states
     if "l_max" in accepted and options.get("l_max") is None:
         options["l_max"] = meta.max_length
     if "scan_method" in accepted:  # layer_options may still name one for this layer alone

@@ -213,6 +213,34 @@ def test_gradients_match_loop(rung, bidirectional):
     np.testing.assert_allclose(gu, gu_ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("scan_method", ["native", "inplace"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_recompute_states_same_values_and_gradients(bidirectional, scan_method):
+    """``recompute_states``: the backward pass computes B u and the states again from the
+    saved input, and every gradient (parameters and input, through a mask) equals both the
+    stored-states layer's and autodiff of the Python loop's."""
+    u, w = make_input(9), make_input(10)
+    mask = jnp.arange(TIME)[None, :] < jnp.array([TIME, 5])[:, None]
+    grads = {}
+    for recompute in (False, True):
+        layer = LRU(D_MODEL, D_STATE, bidirectional=bidirectional, scan_method=scan_method,
+                    recompute_states=recompute, rngs=nnx.Rngs(6))
+        loss = lambda m, x: jnp.sum(w * m(x, mask))
+        gp, gu = nnx.grad(loss, argnums=(0, 1))(layer, u)
+        grads[recompute] = ({str(k): v[...] for k, v in gp.items()}, gu, layer(u, mask))
+    p = params_of(layer)
+    ref = jax.grad(lambda p, x: jnp.sum(w * ref_forward(p, x, "lru", bidirectional, jnp,
+                                                        mask=mask)), argnums=(0, 1))(p, u)
+    (gp0, gu0, y0), (gp1, gu1, y1) = grads[False], grads[True]
+    np.testing.assert_allclose(y1, y0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gu1, gu0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gu1, ref[1], rtol=1e-4, atol=1e-5)
+    for k in ref[0]:
+        scale = float(jnp.max(jnp.abs(ref[0][k]))) + 1e-3
+        np.testing.assert_allclose(gp1[k], gp0[k], rtol=1e-5, atol=1e-6 * scale, err_msg=k)
+        np.testing.assert_allclose(gp1[k], ref[0][k], rtol=1e-4, atol=1e-4 * scale, err_msg=k)
+
+
 # --------------------------------------------------------------------------- 3. init stats
 
 BIG_N = 20000

@@ -253,12 +253,15 @@ def test_padding_matches_unpadded(discretization):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("scan_method", ["native", "inplace"])
-def test_call_on_planar_storage_equals_the_complex_states_path(bidirectional, scan_method):
+@pytest.mark.parametrize("scan_method,recompute", [("native", False), ("inplace", False),
+                                                   ("native", True)])
+def test_call_on_planar_storage_equals_the_complex_states_path(bidirectional, scan_method,
+                                                                recompute):
     """``__call__`` (real [Re | Im] products around planar_recurrence) gives the outputs and
-    parameter gradients of ``_readout(states(u, mask), u)`` (complex, linear_recurrence)."""
+    parameter gradients of ``_readout(states(u, mask), u)`` (complex, linear_recurrence),
+    also when its backward pass recomputes the states (``recompute_states``)."""
     layer = S5(D_MODEL, D_STATE, bidirectional=bidirectional, scan_method=scan_method,
-               rngs=nnx.Rngs(12))
+               recompute_states=recompute, rngs=nnx.Rngs(12))
     u = make_input(13)
     mask = jnp.arange(TIME)[None, :] < jnp.asarray([TIME, 3])[:, None]
     graph, params = nnx.split(layer)

@@ -104,6 +104,10 @@ class LRU(nnx.Module):
         in place of ``"native"``, which has no kernel for that case).
       precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16
         operands, float32 accumulation; the recurrence always runs in float32).
+      recompute_states: keep only the layer's input for the backward pass and compute
+        ``B u`` and the states again there (:func:`lru.layers.planar.planar_readout`; the
+        same gradients for about one more ``B`` product and forward scan per step; diagonal
+        rungs only).
       rngs: parameter RNG streams (uses ``rngs.params``).
     """
 
@@ -124,6 +128,7 @@ class LRU(nnx.Module):
         rung: str = "lru",
         scan_method: str = "auto",
         precision: str = "fp32",
+        recompute_states: bool = False,
         rngs: nnx.Rngs,
     ):
         spec = get_rung(rung)
@@ -143,6 +148,7 @@ class LRU(nnx.Module):
         self.rung = rung
         self.bidirectional = bidirectional
         self.scan_method = scan_method
+        self.recompute_states = recompute_states
         self.precision = check_precision(precision)
         d, n, k = d_model, d_state, 2 if bidirectional else 1
 
@@ -245,6 +251,7 @@ class LRU(nnx.Module):
             return y + self.D[...] * u
         y = planar_readout(u, self._input_weights(), self.eigenvalues(), self.C_re[...],
                            self.C_im[...], mask=mask, bidirectional=self.bidirectional,
-                           method=self.scan_method, precision=self.precision)
+                           method=self.scan_method, precision=self.precision,
+                           recompute=self.recompute_states)
         with jax.named_scope("D"):
             return y + self.D[...] * u

@@ -7,9 +7,15 @@ directions (2 when bidirectional).
 runs the complex recurrence on those halves (once per direction), and
 ``Re(C x) = [Re x | Im x] [Re C | -Im C]^T`` is one real product reading them, so no complex
 array is packed or unpacked, forwards or backwards.
+
+With ``recompute=True`` the backward pass keeps only the map's inputs and computes ``B u``
+and the states again (:func:`_recomputed_readout`): the states are ``2n / d`` arrays of the
+layer's input size per direction, the largest thing a training step keeps.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +28,7 @@ Array = jax.Array
 
 def planar_readout(u: Array, w_in: Array, a: Array, c_re: Array, c_im: Array, *,
                    mask: Array | None, bidirectional: bool, method: str,
-                   precision: str) -> Array:
+                   precision: str, recompute: bool = False) -> Array:
     """``Re(C x)`` for the states ``x_t = a x_{t-1} + B u_t`` (and ``x_t = a x_{t+1} + B u_t``
     read by the second half of ``C``'s columns when bidirectional).
 
@@ -36,10 +42,20 @@ def planar_readout(u: Array, w_in: Array, a: Array, c_re: Array, c_im: Array, *,
       bidirectional: run both directions.
       method: :func:`lru.scan.planar_recurrence`'s method.
       precision: of both products (:mod:`lru.precision`).
+      recompute: keep only the inputs for the backward pass and compute the states again
+        there (the same gradients; one more ``B`` product and forward scan per direction).
 
     Returns:
       ``(b, t, d)``.
     """
+    if recompute:
+        return _recomputed_readout(u, w_in, a, c_re, c_im, mask, bidirectional, method,
+                                   precision)
+    return _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision)
+
+
+def _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision):
+    """:func:`planar_readout`'s computation, arguments in order."""
     with jax.named_scope("B"):  # named scopes label the ops in profiles (bench/profile_step.py)
         bu = project(u, w_in, precision)  # (b, t, 2n): [Re | Im]
     with jax.named_scope("recurrence"):
@@ -53,3 +69,32 @@ def planar_readout(u: Array, w_in: Array, a: Array, c_re: Array, c_im: Array, *,
         d, n = c_re.shape[0], a.shape[0]
         c = jnp.stack([c_re.reshape(d, len(xs), n), -c_im.reshape(d, len(xs), n)], axis=2)
         return sum(project(x, c[:, i].reshape(d, 2 * n), precision) for i, x in enumerate(xs))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _recomputed_readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision):
+    """:func:`_readout` whose backward pass recomputes its states from the saved inputs."""
+    return _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision)
+
+
+def _recomputed_fwd(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision):
+    y = _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision)
+    return y, (u, w_in, a, c_re, c_im, mask)
+
+
+def _recomputed_bwd(bidirectional, method, precision, saved, g):
+    u, w_in, a, c_re, c_im, mask = saved
+    # XLA:CPU drops optimisation barriers before it schedules, and then starts every
+    # layer's recomputation as early as its inputs allow: at the top of the backward pass,
+    # where all of them would be alive at once (measured: the step's planned memory *grew*,
+    # 1.48 -> 1.54 GiB, with jax.checkpoint or a barrier). Reading one element of the
+    # cotangent into the weights makes the recomputation wait for this layer's turn.
+    after_g = 0.0 * g.reshape(-1)[0]
+    _, vjp = jax.vjp(
+        lambda u, w_in, a, c_re, c_im: _readout(u, w_in, a, c_re, c_im, mask, bidirectional,
+                                                method, precision),
+        u, w_in + after_g.astype(w_in.dtype), a + after_g.astype(a.dtype), c_re, c_im)
+    return (*vjp(g), None)
+
+
+_recomputed_readout.defvjp(_recomputed_fwd, _recomputed_bwd)

@@ -104,6 +104,9 @@ class S5(nnx.Module):
         ``"native"``, which has no kernel for that complex case).
       precision: ``"fp32"``, or ``"bf16"`` for the ``B`` and ``C`` matmuls (bfloat16 operands,
         float32 accumulation; the recurrence runs in float32).
+      recompute_states: keep only the layer's input for the backward pass and compute
+        ``B u`` and the states again there (:func:`lru.layers.planar.planar_readout`; the
+        same gradients for about one more ``B`` product and forward scan per step).
       rngs: parameter RNG streams (uses ``rngs.params``).
     """
 
@@ -135,6 +138,7 @@ class S5(nnx.Module):
         step_rescale: float = 1.0,
         scan_method: str = "auto",
         precision: str = "fp32",
+        recompute_states: bool = False,
         rngs: nnx.Rngs,
     ):
         self.precision = check_precision(precision)
@@ -161,6 +165,7 @@ class S5(nnx.Module):
         self.conj_sym, self.clip_eigs, self.bidirectional = conj_sym, clip_eigs, bidirectional
         self.discretization, self.C_init = discretization, C_init
         self.step_rescale, self.scan_method = step_rescale, scan_method
+        self.recompute_states = recompute_states
         d, P = d_model, d_state
 
         # A = blockdiag(V_j diag(Lambda_j) V_j^*), the same HiPPO-N block J times.
@@ -285,7 +290,8 @@ class S5(nnx.Module):
         C = self.output_matrix()
         y = planar_readout(u, jnp.concatenate([jnp.real(B_bar), jnp.imag(B_bar)]), lam_bar,
                            jnp.real(C), jnp.imag(C), mask=mask, bidirectional=self.bidirectional,
-                           method=self.scan_method, precision=self.precision)
+                           method=self.scan_method, precision=self.precision,
+                           recompute=self.recompute_states)
         if self.conj_sym:
             y = 2.0 * y
         return y + self.D[...] * u
