@@ -140,17 +140,23 @@ def kept_activations(instrs: dict[str, Instruction], names: dict[str, str]) -> d
     def op_name(i: Instruction) -> str:
         return i.op_name or names.get(i.calls or "", "")
 
+    def buffer(o: str) -> str:
+        """The array an operand reads: a bitcast is a view of its operand's buffer."""
+        while o in instrs and instrs[o].opcode == "bitcast" and instrs[o].operands:
+            o = instrs[o].operands[0]
+        return o
+
     kept = collections.Counter()
     seen = set()
     for ins in instrs.values():
         if direction(op_name(ins)) != "backward":
             continue
-        for o in ins.operands:
+        for o in map(buffer, ins.operands):
             src = instrs.get(o)
             if src is None or o in seen:
                 continue
             name = op_name(src)
-            if src.opcode in ("get-tuple-element", "bitcast") and src.operands:
+            if src.opcode == "get-tuple-element" and src.operands:
                 name = name or op_name(instrs.get(src.operands[0], src))
             if not name or direction(name) != "forward" or src.opcode == "parameter":
                 continue

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lru.batchnorm import batch_norm_train
+from lru.gelu import gelu
 from lru.glu import gated_linear_unit, residual_gated_linear_unit
 from lru.precision import check_precision, dot_general
 
@@ -129,7 +130,7 @@ class ResidualBlock(nnx.Module):
         with jax.named_scope("mixer"):  # the LRU and S5 label B, recurrence, C, D inside
             z = self.mixer(z, mask)
         with jax.named_scope("gelu"):
-            g = self.drop(jax.nn.gelu(z))
+            g = self.drop(gelu(z))
         with jax.named_scope("glu"):
             y = self._glu_and_skip(u, z, g)
         if self.prenorm:

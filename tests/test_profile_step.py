@@ -31,6 +31,24 @@ def test_nbytes_sums_tuple_shapes():
     assert profile_step.nbytes("f32[]") == 4
 
 
+HLO = """
+ENTRY %main.1 (p: f32[4,8]) -> f32[4,8] {
+  %p = f32[4,8]{1,0} parameter(0), metadata={op_name="x"}
+  %gelu = f32[4,8]{1,0} fusion(%p), kind=kLoop, calls=%f, metadata={op_name="jit(step)/jvp(gelu)/mul"}
+  %flat = f32[32]{0} bitcast(%gelu), metadata={op_name="jit(step)/jvp(gelu)/mul"}
+  %a = f32[4,8]{1,0} add(%gelu, %gelu), metadata={op_name="jit(step)/transpose(jvp(glu))/mul"}
+  ROOT %b = f32[32]{0} negate(%flat), metadata={op_name="jit(step)/transpose(jvp(glu))/dot"}
+}
+"""
+
+
+def test_kept_activations_count_a_bitcast_view_once():
+    """An array the backward reads both directly and through a bitcast (a reshape that XLA
+    makes a view) is one buffer: counted once, under its producer's part; parameters never."""
+    instrs = profile_step.entry_instructions(HLO)
+    assert profile_step.kept_activations(instrs, {}) == {"gelu": 4 * 8 * 4}
+
+
 def test_tiny_listops_profile_covers_every_part_and_its_memory():
     args = argparse.Namespace(batch=4, length=64, layers=1, steps=1)
     r = profile_step.profile_task("listops", args)
