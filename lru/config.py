@@ -113,7 +113,7 @@ class TrainerConfig:
     # "fp32", or "bf16": bfloat16 matmuls with float32 accumulation (lru/precision.py)
     precision: str = "fp32"
     # Memory for compute: LRU/S5 layers keep only their inputs for the backward pass and
-    # recompute their states there (lru/layers/planar.py); same gradients; Path-X: 38% less
+    # recompute their states there (lru/layers/planar.py); same gradients; Path-X: 40% less
     # memory for 17% more time (docs/performance.md).
     recompute_states: bool = False
 
