@@ -241,6 +241,21 @@ def test_recompute_states_same_values_and_gradients(bidirectional, scan_method):
         np.testing.assert_allclose(gp1[k], ref[0][k], rtol=1e-4, atol=1e-4 * scale, err_msg=k)
 
 
+def test_recompute_states_with_bf16_products():
+    """With bfloat16 products (trainer.precision=bf16) the recomputed backward pass gives
+    the stored-states layer's gradients (the same bf16 products, in the same order)."""
+    u, w = make_input(11), make_input(12)
+    grads = []
+    for recompute in (False, True):
+        layer = LRU(D_MODEL, D_STATE, bidirectional=True, precision="bf16",
+                    recompute_states=recompute, rngs=nnx.Rngs(6))
+        gp, gu = nnx.grad(lambda m, x: jnp.sum(w * m(x)), argnums=(0, 1))(layer, u)
+        grads.append(({str(k): v[...] for k, v in gp.items()}, gu))
+    np.testing.assert_allclose(grads[1][1], grads[0][1], rtol=1e-5, atol=1e-6)
+    for k, g in grads[0][0].items():
+        np.testing.assert_allclose(grads[1][0][k], g, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 # --------------------------------------------------------------------------- 3. init stats
 
 BIG_N = 20000
