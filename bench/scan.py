@@ -23,9 +23,10 @@ shape (batch, time, state), measures in one run:
   CPU ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
   ``lru/native.py``, the path the LRU layer takes on CPU; left out where it cannot be
   built), on a GPU ``"planar_associative"`` (``auto``'s path there) and ``"planar_pallas"``
-  (the chunked kernel of ``lru/pallas_scan.py``, on the real storage). ``b`` and ``g`` come in as ``(batch * time, 2 * state)`` arrays, the shape of
-  the products that make them in a layer (the kernel writes over a buffer in place only
-  when XLA sees it in the shape the handler takes: see ``native.planar_forward``);
+  (the chunked kernel of ``lru/pallas_scan.py``, on the real storage). ``b`` and ``g`` come
+  in as ``(batch * time, 2 * state)`` arrays, the shape of the products that make them in a
+  layer (the kernel writes over a buffer in place only when XLA sees it in the shape the
+  handler takes: see ``native.planar_forward``);
 * the same for the RG-LRU's case (``"input_dependent"`` in the JSON): a real float32 ``a``
   per step and channel, ``(batch, time, 2 * state)`` so that each array has the same bytes,
   with the same methods as the planar form (bounds: 3 arrays forward, 8 forward +

@@ -87,11 +87,10 @@ def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
 
     The LRU takes its rung (``cfg.ablation.rung``) and ring from ``cfg.model``; every layer
     that has them takes ``model.scan_method``, ``trainer.precision`` and
-    ``trainer.recompute_states``; otherwise a layer
-    takes ``cfg.model.layer_options`` as keyword arguments, checked against its constructor
-    so that a misspelt option names itself. A layer whose kernel depends on a maximum length
-    (S4's ``l_max``) gets the task's unless the options set it, so that padding never
-    changes an output.
+    ``trainer.recompute_states``; otherwise a layer takes ``cfg.model.layer_options`` as
+    keyword arguments, checked against its constructor so that a misspelt option names
+    itself. A layer whose kernel depends on a maximum length (S4's ``l_max``) gets the
+    task's unless the options set it, so that padding never changes an output.
     """
     m = cfg.model
     layer = LAYERS[m.layer]

@@ -20,6 +20,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from lru.ordering import after
 from lru.projection import project
 from lru.scan import planar_recurrence
 
@@ -84,16 +85,15 @@ def _recomputed_fwd(u, w_in, a, c_re, c_im, mask, bidirectional, method, precisi
 
 def _recomputed_bwd(bidirectional, method, precision, saved, g):
     u, w_in, a, c_re, c_im, mask = saved
-    # XLA:CPU drops optimisation barriers before it schedules, and then starts every
-    # layer's recomputation as early as its inputs allow: at the top of the backward pass,
-    # where all of them would be alive at once (measured: the step's planned memory *grew*,
-    # 1.48 -> 1.54 GiB, with jax.checkpoint or a barrier). Reading one element of the
-    # cotangent into the weights makes the recomputation wait for this layer's turn.
-    after_g = 0.0 * g.reshape(-1)[0]
+    # Started as soon as their inputs exist (as XLA:CPU did with jax.checkpoint, or with an
+    # optimisation barrier: the step's planned memory *grew*, 1.48 -> 1.54 GiB), all layers'
+    # recomputations would be alive at once at the top of the backward pass; reading the
+    # cotangent first makes each wait for its layer's turn.
+    w_in, a = after(g, w_in, a)
     _, vjp = jax.vjp(
         lambda u, w_in, a, c_re, c_im: _readout(u, w_in, a, c_re, c_im, mask, bidirectional,
                                                 method, precision),
-        u, w_in + after_g.astype(w_in.dtype), a + after_g.astype(a.dtype), c_re, c_im)
+        u, w_in, a, c_re, c_im)
     return (*vjp(g), None)
 
 
