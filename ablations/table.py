@@ -11,14 +11,21 @@ table could not tell which to use.
 The papers' numbers (a frame with columns ``model, task, value, source``, value in percent,
 as :func:`ablations.reference.paper_numbers` gives) go beside ours with the difference
 ``ours - paper`` in points.
+
+The ladder layout also says, per task, whether each row differs from the row it is compared
+with: a rung from the rung above it (the ladder's previous step), a baseline from ``lru``.
+The test is Welch's two-sided t-test over the finished seeds' accuracies (unequal variances;
+:func:`significance`); a cell is marked when p < :data:`ALPHA`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from ablations.runs import MISSING_SUMMARY
 from lru.ladder import RUNG_NAMES
@@ -39,6 +46,11 @@ FINISHED = "finished"
 REFERENCE_COLUMNS = ("model", "task", "value", "source")
 #: Statuses of runs that did not finish; each has a count column even when zero.
 UNFINISHED = ("failed", "preempted", MISSING_SUMMARY)
+#: Significance level of the ladder layout's comparisons, and the marker of a p below it.
+ALPHA = 0.05
+SIGNIFICANT = "*"
+#: The row every baseline of the ladder layout is compared with.
+BASELINE_REFERENCE = "lru"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +63,10 @@ class Table:
       columns: tasks in order (``"average"`` last in the LRA layout).
       cells: one row per (label, task) of ``rows x columns``: ``mean``, ``sem`` (percent;
         NaN without a finished run, ``sem`` NaN with fewer than two), ``seeds`` (seeds run),
-        ``finished``, one count column per status in ``statuses``, and when papers are given
-        ``paper``, ``difference`` and ``source``.
+        ``finished``, one count column per status in ``statuses``, when papers are given
+        ``paper``, ``difference`` and ``source``, and in the ladder layout ``compared_with``
+        (the row this one is tested against), ``p_value`` (Welch's t-test; NaN where it is
+        undefined) and ``significant`` (p < :data:`ALPHA`).
       statuses: the statuses of the runs that did not finish (at least :data:`UNFINISHED`),
         each a column of ``cells``.
       with_paper: whether paper columns were asked for.
@@ -102,6 +116,8 @@ def build_table(runs: pd.DataFrame, layout: str, reference: pd.DataFrame | None 
     cells[counts] = cells[counts].fillna(0).astype(int)
     if layout == "lra":
         cells = _fill_average(cells, rows)
+    else:
+        cells = _add_significance(cells, rows, columns, _finished_accuracies(runs))
     if reference is not None:
         cells = _add_paper(cells, reference, rows)
     return Table(layout, rows, columns, cells.reset_index(), statuses, reference is not None)
@@ -127,6 +143,65 @@ def cell_stats(runs: pd.DataFrame) -> pd.DataFrame:
         if status not in out.columns:
             out[status] = 0
     return out.reset_index()
+
+
+def significance(a, b) -> float:
+    """Welch's two-sided t-test p-value of two groups of seeds' accuracies.
+
+    ``t = (mean(a) - mean(b)) / sqrt(s_a^2 / n_a + s_b^2 / n_b)`` with the sample variances
+    ``s^2`` (``ddof=1``) and Welch-Satterthwaite degrees of freedom; unlike Student's test it
+    does not assume that two rungs vary alike over seeds.
+
+    Args:
+      a, b: ``(n_a,)``, ``(n_b,)`` accuracies, one per finished seed.
+
+    Returns:
+      The p-value, or NaN where the test is undefined: fewer than two seeds on a side, or
+      no variance on either side (every seed of both rows scored the same).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2 or (np.var(a) == 0 and np.var(b) == 0):
+        return float("nan")
+    with warnings.catch_warnings():  # one side without variance (e.g. 100% on every seed)
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def comparisons(rows: list[str]) -> dict[str, str]:
+    """Row -> the row the ladder layout tests it against: a rung against the rung before
+    it in :data:`lru.ladder.RUNG_NAMES` (the first rung against none), any other model
+    against :data:`BASELINE_REFERENCE`."""
+    out = {}
+    for label in rows:
+        if label in RUNG_NAMES:
+            index = RUNG_NAMES.index(label)
+            if index > 0:
+                out[label] = RUNG_NAMES[index - 1]
+        elif label != BASELINE_REFERENCE:
+            out[label] = BASELINE_REFERENCE
+    return out
+
+
+def _finished_accuracies(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """(label, task) -> the finished seeds' test accuracies in percent."""
+    seeds = _one_run_per_seed(runs)
+    finished = seeds[seeds["finished"]]
+    return {(label, task): group["test_accuracy"].astype(float).to_numpy() * 100.0
+            for (label, task), group in finished.groupby(["label", "task"])}
+
+
+def _add_significance(cells: pd.DataFrame, rows: list[str], columns: list[str],
+                      accuracies: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    against = comparisons(rows)
+    cells["compared_with"] = [against.get(label) for label, _ in cells.index]
+    empty = np.array([])
+    cells["p_value"] = [
+        significance(accuracies.get((label, task), empty),
+                     accuracies.get((against[label], task), empty))
+        if label in against else float("nan")
+        for label, task in cells.index]
+    cells["significant"] = cells["p_value"] < ALPHA
+    return cells
 
 
 def _one_run_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
@@ -192,7 +267,11 @@ def format_table(table: Table, fmt: str) -> str:
     note = ("Test accuracy (%): mean ± standard error over seeds; n = seeds finished / seeds "
             "run, with the runs that did not finish; — = no finished run."
             + (" paper: the published value (n/a: the paper prints no number); Δ = ours − "
-               "paper (points)." if table.with_paper else ""))
+               "paper (points)." if table.with_paper else "")
+            + (f" p: Welch's two-sided t-test over seeds of the row against the rung above it "
+               f"(a baseline: against {BASELINE_REFERENCE}); {SIGNIFICANT} = p < {ALPHA:g}; — = "
+               f"fewer than two finished seeds on a side, or no variance on either."
+               if table.layout == "ladder" else ""))
     sources = _sources(table)
     if fmt == "markdown":
         lines = [note, "", wide.to_markdown(index=False, disable_numparse=True)]
@@ -200,7 +279,8 @@ def format_table(table: Table, fmt: str) -> str:
             lines += ["", "Paper values: " + "; ".join(sources) + "."]
         return "\n".join(lines) + "\n"
     latex = wide.to_latex(index=False, escape=True, column_format="l" + "r" * (wide.shape[1] - 1))
-    for symbol, command in (("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("−", "$-$"), (MISSING, "--")):
+    for symbol, command in (("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("−", "$-$"), ("<", "$<$"),
+                            (MISSING, "--")):
         latex, note = latex.replace(symbol, command), note.replace(symbol, command)
     comments = [f"% {note}"] + [f"% paper: {s}" for s in sources]
     return "\n".join(comments) + "\n" + latex
@@ -219,7 +299,20 @@ def _wide_text(table: Table) -> pd.DataFrame:
                 NO_NUMBER if pd.isna(v) and pd.notna(source) else _number(v, "{:g}")
                 for v, source in zip(here["paper"], here["source"])]
             columns[f"{title} Δ"] = [_number(v, "{:+.1f}") for v in here["difference"]]
+        if table.layout == "ladder":
+            columns[f"{title} p"] = [_p_text(p, label in comparisons(table.rows))
+                                     for label, p in zip(table.rows, here["p_value"])]
     return pd.DataFrame(columns)
+
+
+def _p_text(p: float, compared: bool) -> str:
+    """``0.021 *``, ``0.43``, ``<0.001 *``; ``—`` where undefined; empty for no comparison."""
+    if not compared:
+        return ""
+    if pd.isna(p):
+        return MISSING
+    text = "<0.001" if p < 0.001 else f"{p:.3f}"
+    return f"{text} {SIGNIFICANT}" if p < ALPHA else text
 
 
 def _cell_text(cell: pd.Series, statuses: list[str], average: bool) -> str:

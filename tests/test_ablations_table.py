@@ -17,7 +17,7 @@ import pytest
 
 from ablations.__main__ import main
 from ablations.runs import MISSING_SUMMARY, load_runs
-from ablations.table import LRA_TASKS, build_table, format_table
+from ablations.table import LRA_TASKS, build_table, format_table, significance
 from lru.ladder import RUNG_NAMES
 
 TASKS_OF = {"listops": "ListOps", "pathfinder": "Pathfinder"}
@@ -202,7 +202,8 @@ def test_ladder_layout_lists_every_rung_then_the_baselines_by_tasks_present(runs
     assert "— (n=0/1; 1 missing summary)" in lines["exp"]
     assert "— (n=0/1; 1 failed)" in lines["rnn_relu"]
     assert "52.0 (n=1)" in lines["s5"]
-    assert lines["diag_complex"].count("—") == 2
+    # no run: the cells and their comparisons with the rung above are empty
+    assert lines["diag_complex"].count("—") == 4
     assert list(lines) == ["rung", *RUNG_NAMES, "s5"]
 
 
@@ -258,15 +259,15 @@ def test_paper_columns_and_differences(runs_dir):
     text = format_table(table, "markdown")
     header = next(line for line in text.splitlines() if line.startswith("| rung"))
     assert [h.strip() for h in header.split("|")[1:-1]] == [
-        "rung", "ListOps", "ListOps paper", "ListOps Δ",
-        "Pathfinder", "Pathfinder paper", "Pathfinder Δ"]
+        "rung", "ListOps", "ListOps paper", "ListOps Δ", "ListOps p",
+        "Pathfinder", "Pathfinder paper", "Pathfinder Δ", "Pathfinder p"]
     lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
              for line in text.splitlines() if line.startswith("| ")}
     assert lines["lru"][1:3] == ["60.2", f"{mean - 60.2:+.1f}"]
-    assert lines["lru"][4:6] == ["95.1", "-15.1"]
+    assert lines["lru"][5:7] == ["95.1", "-15.1"]
     assert lines["ring"][1] == "59.4"
     assert lines["exp"][1:3] == ["60.5", "—"]
-    assert lines["rnn_relu"][4] == "n/a"          # the paper prints no number there
+    assert lines["rnn_relu"][5] == "n/a"          # the paper prints no number there
     assert lines["s5"][1:3] == ["—", "—"]          # no paper value for s5
     assert "Paper values: LRU T6 (✗); LRU T7; LRU T3." in text    # sources, each once
     assert "not used" not in text
@@ -292,7 +293,8 @@ def test_a_reference_without_its_columns_is_an_error(runs_dir):
 
 def test_latex_escapes_and_typesets_the_symbols(runs_dir):
     text = format_table(build_table(load_runs(runs_dir), "ladder", REFERENCE), "latex")
-    assert r"\begin{tabular}{lrrrrrr}" in text and r"\bottomrule" in text
+    # rung, then per task: ours, paper, Δ, p
+    assert r"\begin{tabular}{lrrrrrrrr}" in text and r"\bottomrule" in text
     assert r"rnn\_relu" in text and r"$\pm$" in text and r"ListOps $\Delta$" in text
     assert "±" not in text.split(r"\begin{tabular}")[1]
     assert "—" not in text and "Δ" not in text
@@ -338,3 +340,105 @@ def test_table_command_prints_and_writes_the_file(runs_dir, tmp_path, capsys, mo
 
     assert main(["table", str(tmp_path / "nowhere")]) == 2
     assert "no folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- significance
+
+
+def student_t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom, by integrating its density
+    (trapezoid rule on a fine grid; independent of scipy)."""
+    import numpy as np
+
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    x = np.linspace(t, t + 4000.0, 4_000_001)
+    density = np.exp(log_norm - (df + 1) / 2 * np.log1p(x * x / df))
+    tail = (df ** (df / 2)) * math.exp(log_norm) / df * (t + 4000.0) ** -df  # beyond the grid
+    return float(np.trapezoid(density, x)) + tail
+
+
+def welch_by_hand(a: list[float], b: list[float]) -> float:
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    t = abs(statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return 2 * student_t_sf(t, df)
+
+
+def test_welch_p_value_equals_the_hand_computation():
+    # equal sizes and variances: t = 3 / sqrt(2/3) = 3.674, 4 degrees of freedom, whose CDF
+    # has a closed form: F(t) = 1/2 + (3/4) u (1 - u^2 / 3) with u = t / sqrt(t^2 + 4)
+    t = 3 / math.sqrt(2 / 3)
+    u = t / math.sqrt(t * t + 4)
+    closed_form = 2 * (0.5 - 0.75 * u * (1 - u * u / 3))
+    assert closed_form == pytest.approx(0.02131, abs=1e-5)
+    assert significance([1, 2, 3], [4, 5, 6]) == pytest.approx(closed_form, rel=1e-9)
+    # unequal sizes and variances: Welch-Satterthwaite's fractional degrees of freedom
+    a, b = [43.9, 61.2, 52.0], [58.8, 60.1, 59.5, 60.4]
+    assert significance(a, b) == pytest.approx(welch_by_hand(a, b), rel=1e-6)
+    assert significance(a, b) == pytest.approx(significance(b, a))
+
+
+def test_welch_is_undefined_without_two_seeds_or_any_variance():
+    assert math.isnan(significance([50.0], [60.0, 61.0]))
+    assert math.isnan(significance([], [60.0, 61.0]))
+    assert math.isnan(significance([12.6, 12.6, 12.6], [12.6, 12.6]))
+    # one side without variance is still a defined test
+    assert significance([100.0, 100.0, 100.0], [87.2, 75.4, 100.0]) == pytest.approx(
+        welch_by_hand([100.0, 100.0, 100.0], [87.2, 75.4, 100.0]), rel=1e-6)
+
+
+@pytest.fixture
+def ladder_dir(tmp_path) -> Path:
+    """Known answers: exp is far above diag_complex (p < 0.001), stable_exp equals exp in
+    distribution (p = 1), ring has one seed (undefined), lru is one noisy seed-set, s5 is
+    compared with lru."""
+    root = tmp_path / "sweep"
+    accuracies = {"diag_complex": [0.50, 0.51, 0.52], "exp": [0.70, 0.71, 0.72],
+                  "stable_exp": [0.72, 0.70, 0.71], "ring": [0.75],
+                  "lru": [0.60, 0.80, 0.70], "s5": [0.90, 0.91, 0.92]}
+    for label, values in accuracies.items():
+        for seed, acc in enumerate(values):
+            model, rung = ("s5", None) if label == "s5" else ("lru", label)
+            write_run(root, f"{label}{seed}", task="pathfinder", model=model, rung=rung,
+                      seed=seed, test_accuracy=acc)
+    return root
+
+
+def test_ladder_table_marks_each_rung_against_the_one_above(ladder_dir):
+    table = build_table(load_runs(ladder_dir), "ladder")
+    exp = cell(table, "exp", "pathfinder")
+    assert exp["compared_with"] == "diag_complex" and exp["significant"]
+    assert exp["p_value"] == pytest.approx(welch_by_hand([50, 51, 52], [70, 71, 72]), rel=1e-6)
+    stable = cell(table, "stable_exp", "pathfinder")
+    assert stable["p_value"] == pytest.approx(1.0) and not stable["significant"]
+    assert math.isnan(cell(table, "ring", "pathfinder")["p_value"])
+    assert math.isnan(cell(table, "lru", "pathfinder")["p_value"])  # ring above has one seed
+    s5 = cell(table, "s5", "pathfinder")
+    assert s5["compared_with"] == "lru"
+    assert s5["p_value"] == pytest.approx(welch_by_hand([90, 91, 92], [60, 80, 70]), rel=1e-6)
+    assert s5["significant"] == (s5["p_value"] < 0.05)
+    assert pd.isna(cell(table, "rnn_relu", "pathfinder")["compared_with"])
+
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+             for line in format_table(table, "markdown").splitlines() if line.startswith("| ")}
+    assert lines["rung"] == ["rung", "Pathfinder", "Pathfinder p"]
+    assert lines["exp"][2] == "<0.001 *"
+    assert lines["stable_exp"][2] == "1.000"
+    assert lines["ring"][2] == "—"
+    assert lines["rnn_relu"][2] == ""          # the first rung is compared with nothing
+    assert lines["rnn_tanh"][2] == "—"         # no runs on either side
+    assert lines["s5"][2] == f"{s5['p_value']:.3f}" + (" *" if s5["significant"] else "")
+    assert "Welch's two-sided t-test" in format_table(table, "markdown")
+
+    latex = format_table(table, "latex")
+    assert "$<$0.001 *" in latex and "Pathfinder p" in latex
+    back = pd.read_csv(io.StringIO(format_table(table, "csv")))
+    row = back[(back["label"] == "exp") & (back["task"] == "pathfinder")].iloc[0]
+    assert row["compared_with"] == "diag_complex" and bool(row["significant"])
+    assert row["p_value"] == pytest.approx(exp["p_value"], abs=1e-4)
+
+
+def test_lra_layout_has_no_significance_column(ladder_dir):
+    table = build_table(load_runs(ladder_dir), "lra")
+    assert "p_value" not in table.cells.columns
+    assert " p |" not in format_table(table, "markdown")
