@@ -11,7 +11,8 @@ metadata files are plain text: one image a line, whitespace-separated fields, fi
 image folder (``imgs/0``), field 1 the file name (``sample_0.png``), field 3 the label.
 
 Tasks: ``pathfinder`` (32x32, 1024 steps), ``pathx`` (128x128, 16384 steps) and ``path256``
-(256x256, 65536 steps). The release has no split: as LRA, the examples are cut 80/10/10 into
+(256x256, 65536 steps); the option ``resolution`` reads a generated set of another size (the
+CPU-sized Pathfinder is 24x24). The release has no split: as LRA, the examples are cut 80/10/10 into
 train/val/test -- here after listing them deterministically (metadata files in natural name
 order, then line order), dropping unreadable images and shuffling with ``split_seed``.
 Empty or unreadable images (the release has a known empty one) are skipped with one warning
@@ -311,19 +312,32 @@ def _size(path: str) -> int:
 # ----------------------------------------------------------------------------- tasks
 
 def _make_task(name: str, resolution: int) -> Task:
+    """The task ``name`` whose images are ``resolution`` pixels a side unless its
+    ``resolution`` option says otherwise (a generated set at another size, e.g. 24 for a
+    CPU-sized Pathfinder: ``python -m tasks generate pathfinder --resolution 24``)."""
+
+    def side(options: Mapping[str, Any]) -> int:
+        value = options["resolution"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: option resolution must be a positive image side in "
+                             f"pixels; got {value!r}")
+        return value
+
     def meta(options: Mapping[str, Any]) -> TaskMeta:
-        return TaskMeta(name=name, n_classes=2, max_length=resolution * resolution, channels=1,
-                        extra={"resolution": resolution,
+        res = side(options)
+        return TaskMeta(name=name, n_classes=2, max_length=res * res, channels=1,
+                        extra={"resolution": res,
                                "difficulty": check_difficulty(options["difficulty"])})
 
     def sources(data_dir: Path, split: str, options: Mapping[str, Any]) -> list[Path]:
-        return metadata_files(data_dir, resolution, options["difficulty"])
+        return metadata_files(data_dir, side(options), options["difficulty"])
 
     def build(data_dir: Path, split: str, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return build_split(data_dir, resolution, options["difficulty"], split,
+        return build_split(data_dir, side(options), options["difficulty"], split,
                            int(options["split_seed"]))
 
-    return Task(name=name, defaults={"difficulty": DEFAULT_DIFFICULTY, "split_seed": 42},
+    return Task(name=name, defaults={"difficulty": DEFAULT_DIFFICULTY, "split_seed": 42,
+                                     "resolution": resolution},
                 meta=meta, sources=sources, build=build)
 
 

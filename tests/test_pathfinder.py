@@ -150,6 +150,24 @@ def test_pathx_reads_pathfinder128(tmp_path):
     assert str(tmp_path / "pathfinder32" / HARD / "metadata") in str(err.value)
 
 
+def test_resolution_option_reads_another_image_size(tmp_path):
+    written = write_official(tmp_path, resolution=24, per_folder=(10,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = tasks.load("pathfinder", "train", tmp_path, cache_dir=tmp_path / "cache",
+                           resolution=24)
+    assert train.inputs.shape == (8, 24 * 24, 1) and train.meta.max_length == 576
+    assert train.meta.extra["resolution"] == 24
+    assert all(np.asarray(x)[:, 0].tobytes() in written for x in train.inputs)
+    with pytest.raises(tasks.DataNotFoundError) as err:  # the default side is still 32
+        tasks.load("pathfinder", "train", tmp_path, cache_dir=tmp_path / "cache")
+    assert str(tmp_path / "pathfinder32" / HARD / "metadata") in str(err.value)
+    for bad in (0, "24", 2.5, True):
+        with pytest.raises(ValueError, match="option resolution must be a positive"):
+            tasks.load("pathfinder", "train", tmp_path, cache_dir=tmp_path / "cache",
+                       resolution=bad)
+
+
 def test_missing_folder_names_the_expected_path(tmp_path):
     (tmp_path / "pathfinder32").mkdir()
     for name, res, difficulty in (("pathfinder", 32, HARD), ("pathx", 128, HARD),
