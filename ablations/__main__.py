@@ -1,4 +1,5 @@
-"""``python -m ablations {run,table,plot}``: run the ladder, tabulate runs, plot them."""
+"""``python -m ablations {run,table,plot,state-norms}``: run the ladder, tabulate runs, plot
+them, measure their hidden-state norms."""
 
 from __future__ import annotations
 
@@ -57,6 +58,17 @@ examples:
   python -m ablations table RUNS_DIR --format csv --no-paper
 """
 
+STATE_NORMS_EXAMPLES = """\
+For every finished run under RUNS_DIR: its test accuracy and the mean hidden-state norm
+||x_t|| / sqrt(n) of its recurrent layers on the first test examples, for the model at
+initialisation (the run's seed) and trained (its best checkpoint; runs whose checkpoints
+are not kept show no trained norm). Gamma normalisation keeps the first near 1.
+
+examples:
+  python -m ablations state-norms results/mini/runs/pathfinder_gamma
+  python -m ablations state-norms RUNS_DIR --format csv --out norms.csv
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
@@ -64,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m ablations", formatter_class=fmt, epilog=MAIN_EXAMPLES,
         description="The LRU ablation suite: run the ladder, tabulate runs against the papers, "
                     "plot them.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,table,plot}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{run,table,plot,state-norms}")
 
     run = commands.add_parser("run", help="run a sweep (the ladder)", formatter_class=fmt,
                               epilog=RUN_EXAMPLES, description="Run a suite of training jobs.")
@@ -101,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="leave out the papers' numbers (ablations.reference)")
 
     commands.add_parser("plot", help="plots (python -m ablations plot --help)", add_help=False)
+
+    norms = commands.add_parser(
+        "state-norms", help="hidden-state norms of runs on their test data, at init and trained",
+        formatter_class=fmt, description=STATE_NORMS_EXAMPLES)
+    norms.add_argument("runs_dir", type=Path, metavar="RUNS_DIR")
+    norms.add_argument("--batch", type=int, default=64,
+                       help="test examples to run each model on (default 64)")
+    norms.add_argument("--format", choices=("markdown", "csv"), default="markdown",
+                       help="default markdown")
+    norms.add_argument("--out", type=Path, help="also write the table to this file")
     return parser
 
 
@@ -146,6 +169,19 @@ def make_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def state_norms(args: argparse.Namespace) -> int:
+    from ablations.state_norms import format_norms, measure
+    from lru.runfiles import write_atomic
+
+    if args.batch < 1:
+        raise ValueError(f"--batch must be at least 1; got {args.batch}")
+    text = format_norms(measure(args.runs_dir, batch=args.batch), args.format)
+    if args.out is not None:
+        write_atomic(args.out, text)
+    print(text, end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -157,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return run_ladder(args) if args.command == "run" else make_table(args)
+        commands = {"run": run_ladder, "table": make_table, "state-norms": state_norms}
+        return commands[args.command](args)
     except (ValueError, FileNotFoundError, HydraException) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -309,3 +309,80 @@ def test_cli_writes_the_file_and_rejects_a_bad_extension(tmp_path, trained, caps
     assert "extension must be one of" in capsys.readouterr().err
     assert plots.main(["eigenvalues", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "config.yaml" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- trained state norms
+
+
+class _OneLayer(nnx.Module):
+    """An LRU layer behind a norm, called as the residual blocks call their mixer."""
+
+    def __init__(self, rung: str):
+        from lru.layers import LRU
+
+        self.scale = nnx.Param(np.float32(3.0))
+        ring = {"r_min": 0.9, "r_max": 0.99, "max_phase": 6.28} if rung in ("ring", "lru") else {}
+        self.mixer = LRU(4, 8, rung=rung, bidirectional=True, rngs=nnx.Rngs(0), **ring)
+
+    def __call__(self, u, lengths):
+        mask = np.arange(u.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        return self.mixer(self.scale[...] * u, mask)
+
+
+def test_layer_state_norms_are_the_layers_own_states_on_its_input():
+    from lru.analysis import layer_state_norms
+    from lru.layers import LRU
+
+    u = jax.random.normal(jax.random.key(1), (3, 40, 4))
+    lengths = np.array([40, 25, 7])
+    mask = np.arange(40)[None, :] < lengths[:, None]
+    for rung in ("ring", "lru", "linear_dense"):
+        model = _OneLayer(rung)
+        norms = layer_state_norms(model, u, lengths)
+        x = np.asarray(model.mixer.states(3.0 * u, mask))          # the input the layer saw
+        per_step = np.linalg.norm(x, axis=-1) / math.sqrt(8)
+        assert list(norms) == ["mixer"]
+        assert norms["mixer"] == pytest.approx(per_step[mask].mean(), rel=1e-5)
+    # gamma keeps the state smaller than the same eigenvalues without it
+    assert layer_state_norms(_OneLayer("lru"), u, lengths)["mixer"] < \
+        layer_state_norms(_OneLayer("ring"), u, lengths)["mixer"]
+    assert LRU.__call__.__name__ == "__call__" and "record" not in LRU.__call__.__qualname__
+
+
+def test_layer_state_norms_restore_the_layer_after_an_error():
+    from lru.analysis import layer_state_norms
+    from lru.layers import LRU
+
+    original = LRU.__call__
+    with pytest.raises(TypeError):
+        layer_state_norms(_OneLayer("lru"), np.zeros((1, 5, 4), np.float32))  # no lengths
+    assert LRU.__call__ is original
+
+
+def test_state_norms_command_measures_init_and_trained(trained, tmp_path, capsys):
+    from ablations.__main__ import main
+    from ablations.state_norms import first_test_examples
+    from lru.analysis import layer_state_norms
+
+    assert main(["state-norms", str(trained), "--batch", "20", "--format", "csv"]) == 0
+    frame = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert len(frame) == 1 and frame.loc[0, "label"] == "ring" and frame.loc[0, "layers"] == 2
+    data = first_test_examples(trained, 20)
+    for which, column in (("init", "init_mean"), ("best", "trained_mean")):
+        norms = layer_state_norms(load_model(trained, which), data["inputs"], data["lengths"])
+        assert frame.loc[0, column] == pytest.approx(np.mean(list(norms.values())), rel=1e-4)
+    assert frame.loc[0, "trained_mean"] != pytest.approx(frame.loc[0, "init_mean"], rel=1e-3)
+    summary = json.loads((trained / "summary.json").read_text())
+    assert frame.loc[0, "test_accuracy"] == pytest.approx(100 * summary["test_accuracy"])
+
+    # a run whose checkpoints are not kept: accuracy and init norm, no trained norm
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.yaml", "summary.json"):
+        (bare / name).write_bytes((trained / name).read_bytes())
+    out = tmp_path / "norms.md"
+    assert main(["state-norms", str(bare), "--out", str(out)]) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| ring"))
+    assert row.rstrip(" |").endswith("—")
+    assert main(["state-norms", str(bare), "--batch", "0"]) == 2
+    assert "--batch must be at least 1" in capsys.readouterr().err
