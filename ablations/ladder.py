@@ -12,8 +12,8 @@ subfolder of one sweep folder (each keeps its own ``multirun.yaml``):
 The ring of a task follows the LRU paper's Table 8 through ``conf/experiment/lru/<task>.yaml``,
 where ``<task>`` is the task's name (``task.name``). The CPU-sized tasks share their full
 task's name and so its ring: ``listops_mini`` uses ListOps' ``[0, 0.99]`` with phases up to
-``2 pi``, ``pathfinder_mini`` uses Pathfinder's ``[0.9, 0.999]``, ``2 pi`` (the same 1024
-steps); ``--experiment mini/listops`` keeps that file's shorter-memory ``[0, 0.9]``, chosen
+``2 pi``, ``pathfinder_mini`` uses Pathfinder's ``[0.9, 0.999]``, ``2 pi`` (576 steps to
+Pathfinder's 1024); ``--experiment mini/listops`` keeps that file's shorter-memory ``[0, 0.9]``, chosen
 for sequences of at most 256 steps. An ``--experiment`` that sets a ring itself
 keeps it; ring overrides given after ``--`` beat both and go to the ring rungs only.
 

@@ -309,7 +309,8 @@ def _runs_to_plot(runs: pd.DataFrame | Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def plot_training_curves(runs: pd.DataFrame | Sequence[str | Path]) -> Figure:
+def plot_training_curves(runs: pd.DataFrame | Sequence[str | Path], *,
+                         by: str = "label") -> Figure:
     """Loss and accuracy against step, train and validation, one line per run.
 
     A row of two panels (loss, accuracy) per task; runs of one label share a colour (train:
@@ -318,6 +319,8 @@ def plot_training_curves(runs: pd.DataFrame | Sequence[str | Path]) -> Figure:
     Args:
       runs: run directories, or a runs frame (``ablations.runs.load_runs``) with columns
         ``task``, ``label``, ``run_dir``.
+      by: ``"label"`` (a colour per rung or model) or ``"run"`` (a colour per run, named by
+        its folder: for comparing settings of one model, such as a protocol search).
 
     Returns:
       The figure.
@@ -325,7 +328,11 @@ def plot_training_curves(runs: pd.DataFrame | Sequence[str | Path]) -> Figure:
     Raises:
       ValueError: no run has any logged metric.
     """
+    if by not in ("label", "run"):
+        raise ValueError(f"plot_training_curves: by={by!r}; choose 'label' or 'run'")
     frame = _runs_to_plot(runs)
+    if by == "run":
+        frame = frame.assign(label=[Path(d).name for d in frame["run_dir"]])
     task_names = task_order(frame["task"])
     labels = label_order(frame["label"])
     colors = dict(zip(labels, _colors(len(labels))))
@@ -571,6 +578,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = add("curves", "loss and accuracy against step, train and validation")
     sub.add_argument("paths", type=Path, nargs="+",
                      help="run directories, or folders of them (searched recursively)")
+    sub.add_argument("--by", choices=("label", "run"), default="label",
+                     help="a colour per rung/model (default) or per run, named by its folder")
     sub = add("heatmap", "accuracy over the r_min x r_max grid of a sweep")
     sub.add_argument("runs_dir", type=Path,
                      help="a folder of runs of a sweep over model.r_min/model.r_max")
@@ -595,7 +604,7 @@ def _figure(args: argparse.Namespace) -> Figure:
         run_dirs = [p for p in args.paths if (p / "config.yaml").is_file()]
         frames = [_runs_to_plot(run_dirs)] + [load_runs(p) for p in args.paths
                                               if p not in run_dirs]
-        return plot_training_curves(pd.concat(frames, ignore_index=True))
+        return plot_training_curves(pd.concat(frames, ignore_index=True), by=args.by)
     if args.kind == "heatmap":
         return plot_rmin_rmax_heatmap(load_runs(args.runs_dir))
     return plot_state_norms(args.rungs, length=args.length, d_state=args.d_state,

@@ -220,6 +220,16 @@ def test_plot_training_curves_from_run_dirs_and_a_frame(tmp_path, trained):
                           "run_dir": [str(d) for d in dirs]})
     assert_image(tmp_path / "curves-frame.png", plots.plot_training_curves(frame))
 
+    # by run: one colour and one legend entry per run folder, whatever its rung
+    by_run = plots.plot_training_curves(frame, by="run")
+    legend = [t.get_text() for t in by_run.legends[0].get_texts()]
+    assert sorted(legend[:4]) == sorted(d.name for d in dirs) and legend[4:] == ["train", "val"]
+    colours = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
+               else line.get_color() for line in by_run.axes[0].lines[::2]}
+    assert len(colours) == 4
+    with pytest.raises(ValueError, match="by='seed'"):
+        plots.plot_training_curves(frame, by="seed")
+
 
 def test_read_metrics_skips_a_half_written_last_line(tmp_path):
     run = write_run(tmp_path / "run", metrics=curve(0))
