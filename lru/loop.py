@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import signal
 import time
 import traceback
@@ -314,8 +315,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Writes ``config.yaml``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/`` into
     ``cfg.run_dir``. Never raises for a failed run: the summary's ``status`` is
     ``"finished"``, ``"preempted"`` or ``"failed"`` (with ``reason``).
+
+    With ``trainer.resume`` (the default), a run folder that already holds a finished run of
+    the same config (:func:`finished_summary`) is not trained again: its summary is returned
+    and its files are left as they are, with or without checkpoints (committed run folders
+    keep none), so rerunning a sweep skips its finished jobs.
     """
     run_dir = Path(cfg.run_dir)
+    done = finished_summary(cfg)
+    if done is not None:
+        print(f"{run_dir}: already finished with this config (test accuracy "
+              f"{done.get('test_accuracy')}); trainer.resume=false trains it again")
+        return done
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     summary: dict[str, Any] = {
@@ -334,6 +345,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if summary["status"] == "failed":
         print(f"run failed: {summary['reason']}")
     return summary
+
+
+def finished_summary(cfg: DictConfig) -> dict[str, Any] | None:
+    """The summary in ``cfg.run_dir`` if it records a finished run of this very config
+    (``config.yaml`` equal to ``cfg`` in every key but ``run_dir``, which moves with the
+    folder) and ``cfg.trainer.resume`` is on; else None."""
+    run_dir = Path(cfg.run_dir)
+    if not cfg.trainer.resume or not (run_dir / "summary.json").is_file() \
+            or not (run_dir / "config.yaml").is_file():
+        return None
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        written = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    except Exception:  # an unreadable file is no finished run: train as usual
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "finished":
+        return None
+    current = OmegaConf.to_container(cfg, resolve=True)
+    for config in (written, current):
+        config.pop("run_dir", None)
+    return summary if written == current else None
 
 
 def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:

@@ -182,6 +182,34 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
         assert resumed[key] == uninterrupted[key], key
 
 
+def test_a_finished_run_of_the_same_config_is_not_trained_again(tmp_path, data_dir, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    first = train(compose_cfg(tiny_overrides(data_dir, run, steps=20)))
+    assert first["status"] == "finished"
+    shutil.rmtree(run / "checkpoints")  # as a committed run folder: no checkpoints
+    files = {name: (run / name).read_bytes() for name in ("config.yaml", "metrics.jsonl",
+                                                           "summary.json")}
+    assert train(compose_cfg(tiny_overrides(data_dir, run, steps=20))) == first
+    assert "already finished" in capsys.readouterr().out
+    assert {name: (run / name).read_bytes() for name in files} == files
+    assert not (run / "checkpoints").exists()
+
+    # the folder moved elsewhere (another clone): still the same run
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    assert train(compose_cfg(tiny_overrides(data_dir, moved, steps=20))) == first
+
+    # another config in the folder trains (here from scratch: no checkpoint is left)
+    longer = train(compose_cfg(tiny_overrides(data_dir, moved, steps=30)))
+    assert longer["status"] == "finished" and longer["steps"] == 30
+    assert max(r["step"] for r in read_metrics(moved)) == 29
+    # and so does trainer.resume=false
+    again = train(compose_cfg(tiny_overrides(data_dir, run, steps=20) + ["trainer.resume=false"]))
+    assert again["status"] == "finished" and (run / "checkpoints").is_dir()
+
+
 def test_parameter_groups_follow_the_paper():
     model = Classifier(8, 1, 3, functools.partial(LRU, 8, 4), vocab_size=5, rngs=nnx.Rngs(0))
     labels = dict(nnx.to_flat_state(param_labels(model)))
