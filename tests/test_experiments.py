@@ -182,7 +182,8 @@ def generated_data(cfg) -> list[str]:
     if generator == "listops":
         return ["task.generate.args.n_train=64", "task.generate.args.n_val=16",
                 "task.generate.args.n_test=16", "task.generate.args.max_depth=2",
-                "task.generate.args.max_length=64", "task.options.max_length=64"]
+                "task.generate.args.min_length=1", "task.generate.args.max_length=64",
+                "task.options.max_length=64"]
     if generator == "pathfinder":
         return ["task.generate.args.n_examples=20", "++task.generate.args.workers=1"]
     if generator == "recall":
