@@ -117,7 +117,7 @@ def build_table(runs: pd.DataFrame, layout: str, reference: pd.DataFrame | None 
     if layout == "lra":
         cells = _fill_average(cells, rows)
     else:
-        cells = _add_significance(cells, rows, columns, _finished_accuracies(runs))
+        cells = _add_significance(cells, rows, _finished_accuracies(runs))
     if reference is not None:
         cells = _add_paper(cells, reference, rows)
     return Table(layout, rows, columns, cells.reset_index(), statuses, reference is not None)
@@ -190,7 +190,7 @@ def _finished_accuracies(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray
             for (label, task), group in finished.groupby(["label", "task"])}
 
 
-def _add_significance(cells: pd.DataFrame, rows: list[str], columns: list[str],
+def _add_significance(cells: pd.DataFrame, rows: list[str],
                       accuracies: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
     against = comparisons(rows)
     cells["compared_with"] = [against.get(label) for label, _ in cells.index]
