@@ -1,8 +1,9 @@
 """Every run under a folder as one pandas row: its ``summary.json`` plus config values.
 
 A run is a folder that :func:`lru.loop.train` wrote into: it holds ``summary.json``, or at
-least the ``config.yaml`` that ``train`` writes first (or Hydra's ``.hydra/config.yaml``),
-when the job died before it could write its summary. Such a run appears with the status
+least the ``config.yaml`` that ``train`` writes first (or, in folders from before Hydra
+stopped writing into run folders, Hydra's ``.hydra/config.yaml``), when the job died before
+it could write its summary. Such a run appears with the status
 ``"missing summary"``, so that tables can count it instead of silently dropping it.
 """
 

@@ -109,13 +109,26 @@ class TrainerConfig:
     checkpoint: bool = True
     resume: bool = True  # continue from the run directory's latest checkpoint if present
     tensorboard: bool = False  # also log metrics to run_dir/tensorboard (tensorboardX)
-    distributed: bool = False  # multi-host: call jax.distributed.initialize() first
     # "fp32", or "bf16": bfloat16 matmuls with float32 accumulation (lru/precision.py)
     precision: str = "fp32"
     # Memory for compute: LRU/S5 layers keep only their inputs for the backward pass and
     # recompute their states there (lru/layers/planar.py); same gradients; Path-X: 40% less
     # memory for 17% more time (docs/performance.md).
     recompute_states: bool = False
+
+
+@dataclasses.dataclass
+class DistributedConfig:
+    """A multi-process (multi-host) run: ``jax.distributed.initialize``'s arguments.
+
+    All three unset (and ``cluster`` false): a single process. The environment variables
+    ``LRU_COORDINATOR_ADDRESS``, ``LRU_NUM_PROCESSES`` and ``LRU_PROCESS_ID`` fill them.
+    """
+
+    coordinator_address: Optional[str] = "${oc.env:LRU_COORDINATOR_ADDRESS,null}"  # host:port of process 0
+    num_processes: Optional[int] = "${oc.decode:${oc.env:LRU_NUM_PROCESSES,null}}"
+    process_id: Optional[int] = "${oc.decode:${oc.env:LRU_PROCESS_ID,null}}"  # 0 .. num_processes - 1
+    cluster: bool = False  # read the three from the cluster (SLURM, ...) as jax does
 
 
 @dataclasses.dataclass
@@ -126,6 +139,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     schedule: ScheduleConfig = MISSING
     trainer: TrainerConfig = MISSING
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     seed: int = 0
     run_dir: str = "results/runs/default"
 
@@ -151,6 +165,28 @@ def register() -> None:
                         ("ablation", AblationConfig), ("optimizer", OptimizerConfig),
                         ("schedule", ScheduleConfig), ("trainer", TrainerConfig)]:
         cs.store(group=group, name="schema", node=node)
+
+
+#: Keys the schema no longer has: old key -> (new key or None, how to carry its value).
+#: ``trainer.distributed`` (a flag calling ``jax.distributed.initialize()``) became
+#: ``distributed.cluster``.
+RETIRED = {"trainer.distributed": "distributed.cluster"}
+
+
+def upgrade(written: DictConfig) -> DictConfig:
+    """A config written by an older version (a run folder's ``config.yaml``) on today's schema.
+
+    Retired keys (:data:`RETIRED`) move to their successors; keys added since take their
+    defaults. The result compares equal to a config composed today for the same run.
+    """
+    written = OmegaConf.create(OmegaConf.to_container(written))
+    for old, new in RETIRED.items():
+        parent, _, leaf = old.rpartition(".")
+        node = OmegaConf.select(written, parent)
+        if node is not None and leaf in node:
+            value = node.pop(leaf)
+            OmegaConf.update(written, new, value, force_add=True)
+    return OmegaConf.merge(OmegaConf.structured(Config), written)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -10,13 +10,17 @@ checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import json
+import shutil
 import signal
 import time
 import traceback
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +34,8 @@ from tqdm import tqdm
 
 import tasks
 from lru.batching import TrainBatches, eval_batches
-from lru.checkpoints import Checkpoints
-from lru.config import ModelConfig, validate
+from lru.checkpoints import Checkpoints, restore_newest
+from lru.config import ModelConfig, upgrade, validate
 from lru.griffin.classifier import GriffinBackbone, GriffinClassifier, GriffinDualClassifier
 from lru.ladder import get_rung
 from lru.layers import LRU, S4, S4D, S5, RGLRULayer
@@ -39,7 +43,9 @@ from lru.layers.lru import UNIT_DISK
 from lru.models import Classifier, DualClassifier
 from lru.optim import OptimizerSettings, ParamGroup, make_optimizer
 from lru.runfiles import MetricsLog, write_atomic, write_json
-from lru.sharding import check_divisible, data_sharding, shard_batch
+from lru.runlock import RunFolderLocked, RunLock
+from lru.sharding import (check_divisible, data_sharding, is_writer, replicate, shard_batch,
+                          sync_processes)
 
 #: Sequence layers selectable as ``model.layer``: mixers inside the harness's residual block,
 #: or whole backbones with their own residual blocks (:data:`BACKBONES`).
@@ -52,6 +58,13 @@ BACKBONE_ARGS = {"self", "d_model", "d_state", "n_layers", "pattern", "scan_meth
                  "vocab_size", "d_input", "pooling", "dropout", "bidirectional", "rngs"}
 #: Keys of the harness's residual block, which Hawk/Griffin's own blocks do not read.
 HARNESS_BLOCK_KEYS = ("norm", "bn_momentum", "prenorm", "glu")
+#: The LRU's ring settings (``model.*``), read by the rungs with ring initialisation.
+RING_KEYS = ("model.r_min", "model.r_max", "model.max_phase")
+#: Run settings handed to the layers whose constructors take them (config key -> argument).
+LAYER_SETTINGS = {"model.scan_method": "scan_method", "trainer.recompute_states": "recompute_states"}
+#: Free space a run folder's disk must have before a run starts (checkpoints of the
+#: mini-suite's models take a few MiB; the LRU paper's largest, about 100 MiB for 4 kept).
+MIN_FREE_BYTES = 256 * 2**20
 
 
 class NonFiniteError(RuntimeError):
@@ -66,7 +79,7 @@ def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
     t = cfg.task
     data_dir = Path(t.data_dir).expanduser()
     options = OmegaConf.to_container(t.options, resolve=True)
-    if t.generate is not None:
+    if t.generate is not None and is_writer():  # one process generates, the others wait
         try:
             tasks.get_task(t.name).sources(data_dir, "train", tasks.resolve_options(t.name, **options))
         except tasks.DataNotFoundError:
@@ -74,6 +87,7 @@ def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
 
             module = importlib.import_module(f"tasks.generate.{t.generate.generator}")
             module.generate(data_dir, **OmegaConf.to_container(t.generate.args, resolve=True))
+    sync_processes("data generated")
     cache = Path(t.cache_dir).expanduser() if t.cache_dir else None
     try:
         return {s: tasks.load(t.name, s, data_dir, cache_dir=cache, **options) for s in tasks.SPLITS}
@@ -168,6 +182,54 @@ def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
                bn_momentum=m.bn_momentum, prenorm=m.prenorm, glu=m.glu, dropout=m.dropout,
                precision=cfg.trainer.precision,
                rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1), **inputs)
+
+
+def ignored_settings(cfg: DictConfig) -> dict[str, str]:
+    """The settings of ``cfg`` that the chosen model (and rung) does not read, with why.
+
+    Each is a dotted key (``model.r_min``) mapped to a sentence saying why it is unused.
+    ``ablation.rung`` counts only for ``model.layer=lru``; the ring (:data:`RING_KEYS`) only
+    for the rungs with ring initialisation (``ring`` and ``lru``); ``model.scan_method`` and
+    ``trainer.recompute_states`` only for layers that take them.
+    """
+    m = cfg.model
+    ignored = {}
+    if m.layer != "lru":
+        ignored["ablation.rung"] = (f"the ladder's rungs are the LRU's, and "
+                                    f"model.layer={m.layer!r} has none")
+        for key in RING_KEYS:
+            ignored[key] = (f"the ring is the LRU's; model.layer={m.layer!r} takes its own "
+                            f"initialisation from model.layer_options")
+    elif not get_rung(cfg.ablation.rung).ring_init:
+        for key in RING_KEYS:
+            ignored[key] = (f"rung {cfg.ablation.rung!r} initialises on the unit disk; the ring "
+                            f"settings apply from rung 'ring' on")
+    accepted = set(inspect.signature(LAYERS[m.layer].__init__).parameters)
+    for key, argument in LAYER_SETTINGS.items():
+        if argument not in accepted:
+            ignored[key] = f"model.layer={m.layer!r} has no {argument!r} option"
+    return ignored
+
+
+def check_given(cfg: DictConfig, given: Iterable[str]) -> None:
+    """Refuse settings given explicitly (command line, sweep) that the run would not read.
+
+    Args:
+      cfg: the composed config.
+      given: the keys the user set, as Hydra overrides name them (``model.r_min``,
+        ``+model.r_min``, or ``ablation`` for the group ``ablation=<rung>``).
+
+    Raises:
+      ValueError: naming each such key, the model/rung and why (:func:`ignored_settings`).
+    """
+    ignored = ignored_settings(cfg)
+    keys = {k.lstrip("+~") for k in given}
+    keys = {"ablation.rung" if k == "ablation" else k for k in keys}
+    unused = [f"{k} ({ignored[k]})" for k in sorted(keys) if k in ignored]
+    if unused:
+        raise ValueError(f"settings given that this run would ignore: {'; '.join(unused)}. "
+                         f"Drop them (an ablation sweep passes ring settings to the ring rungs "
+                         f"only: python -m ablations run ladder)")
 
 
 def optimizer_settings(cfg: DictConfig) -> OptimizerSettings:
@@ -309,62 +371,108 @@ def majority_rate(split: tasks.Split) -> float:
     return float(counts.max() / max(len(split), 1))
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Train ``cfg`` (a composed ``conf/config.yaml``) and return its summary.
 
     Writes ``config.yaml``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/`` into
-    ``cfg.run_dir``. Never raises for a failed run: the summary's ``status`` is
-    ``"finished"``, ``"preempted"`` or ``"failed"`` (with ``reason``).
+    ``cfg.run_dir``, holding the folder's lock (:class:`lru.runlock.RunLock`) throughout;
+    in a multi-process run only process 0 writes run files. Never raises for a failed run:
+    the summary's ``status`` is ``"finished"``, ``"preempted"``, ``"failed"`` (with
+    ``reason``), or ``"locked"`` (another process owns the folder; nothing in it is
+    touched and no summary is written).
 
     With ``trainer.resume`` (the default), a run folder that already holds a finished run of
     the same config (:func:`finished_summary`) is not trained again: its summary is returned
     and its files are left as they are, with or without checkpoints (committed run folders
-    keep none), so rerunning a sweep skips its finished jobs.
+    keep none), so rerunning a sweep skips its finished jobs. Otherwise training resumes
+    from the newest checkpoint that restores (:func:`lru.checkpoints.restore_newest`).
+
+    Args:
+      cfg: the composed config.
+      overrides: the job's overrides as Hydra gives them (``["ablation=exp",
+        "model.r_min=0.5"]``), recorded in the summary; a key among them that the chosen
+        model or rung would ignore fails the run (:func:`check_given`).
     """
     run_dir = Path(cfg.run_dir)
+    summary: dict[str, Any] = {
+        "task": cfg.task.name, "model": cfg.model.layer,
+        "rung": cfg.ablation.rung if cfg.model.layer == "lru" else None,
+        "seed": cfg.seed, "run_dir": str(run_dir), "overrides": list(overrides),
+        "status": "running"}
+    with contextlib.ExitStack() as owned:
+        try:
+            if is_writer():  # the other processes of a multi-process run write no run files
+                owned.enter_context(RunLock(run_dir))
+        except RunFolderLocked as e:
+            print(f"run refused: {e}")
+            return {**summary, "status": "locked", "reason": str(e)}
+        except OSError as e:  # nothing can be written there, not even a summary
+            print(f"run failed: {e}")
+            return {**summary, "status": "failed", "reason": f"OSError: {e}"}
+        return _train_owned(cfg, run_dir, summary, overrides)
+
+
+def _train_owned(cfg: DictConfig, run_dir: Path, summary: dict, overrides: Sequence[str]) -> dict:
+    """:func:`train` once the folder's lock is held."""
     done = finished_summary(cfg)
     if done is not None:
         print(f"{run_dir}: already finished with this config (test accuracy "
               f"{done.get('test_accuracy')}); trainer.resume=false trains it again")
         return done
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    summary: dict[str, Any] = {
-        "task": cfg.task.name, "model": cfg.model.layer,
-        "rung": cfg.ablation.rung if cfg.model.layer == "lru" else None,
-        "seed": cfg.seed, "run_dir": str(run_dir), "status": "running"}
     started = time.time()
     try:
+        check_free_space(run_dir)
+        if is_writer():
+            write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         validate(cfg)
+        check_given(cfg, [o.split("=", 1)[0] for o in overrides])
         summary.update(_train(cfg, run_dir, summary))
     except Exception as e:  # the run fails visibly, in its summary
         summary.update(status="failed", reason=f"{type(e).__name__}: {e}")
         summary["traceback"] = traceback.format_exc(limit=8)
     summary["wall_time_s"] = round(time.time() - started, 2)
-    write_json(run_dir / "summary.json", summary)
+    if is_writer():
+        write_json(run_dir / "summary.json", summary)
     if summary["status"] == "failed":
         print(f"run failed: {summary['reason']}")
     return summary
 
 
+def check_free_space(run_dir: Path) -> None:
+    """Refuse to start on a disk with less than :data:`MIN_FREE_BYTES` free.
+
+    Raises:
+      OSError: naming the folder, the free space and the floor.
+    """
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(f"the disk of run_dir {run_dir} has {free / 2**20:.0f} MiB free, under "
+                      f"the {MIN_FREE_BYTES / 2**20:.0f} MiB a run needs for its checkpoints; "
+                      f"free space or choose another run_dir=")
+
+
 def finished_summary(cfg: DictConfig) -> dict[str, Any] | None:
     """The summary in ``cfg.run_dir`` if it records a finished run of this very config
-    (``config.yaml`` equal to ``cfg`` in every key but ``run_dir``, which moves with the
-    folder) and ``cfg.trainer.resume`` is on; else None."""
+    (``config.yaml``, brought up to the current schema by :func:`lru.config.upgrade`, equal
+    to ``cfg`` in every key but ``run_dir``, which moves with the folder, and
+    ``distributed``, which changes how the run is spread, not its result) and
+    ``cfg.trainer.resume`` is on; else None."""
     run_dir = Path(cfg.run_dir)
     if not cfg.trainer.resume or not (run_dir / "summary.json").is_file() \
             or not (run_dir / "config.yaml").is_file():
         return None
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
-        written = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+        written = OmegaConf.to_container(upgrade(OmegaConf.load(run_dir / "config.yaml")),
+                                         resolve=True)
     except Exception:  # an unreadable file is no finished run: train as usual
         return None
     if not isinstance(summary, dict) or summary.get("status") != "finished":
         return None
     current = OmegaConf.to_container(cfg, resolve=True)
-    for config in (written, current):
+    for config in (written, current):  # where the run lives and how many processes ran it
         config.pop("run_dir", None)
+        config.pop("distributed", None)
     return summary if written == current else None
 
 
@@ -375,7 +483,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     data = load_data(cfg)
     meta = data["train"].meta
     run = start_training(cfg, meta)
-    model, state, lr_fn, train_step = run.model, run.state, run.lr_fn, run.step
+    model, lr_fn, train_step = run.model, run.lr_fn, run.step
+    state = replicate(run.state, sharding)
     params = state[0]
     model.eval()
     eval_graphdef = nnx.split(model, nnx.Param, ...)[0]
@@ -383,26 +492,36 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
                    majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
 
-    ckpt = best_ckpt = None
-    if cfg.trainer.checkpoint:
-        ckpt = Checkpoints(run_dir / "checkpoints" / "latest")
-        best_ckpt = Checkpoints(run_dir / "checkpoints" / "best")
-    start, best = 0, {"val_accuracy": -1.0, "test_accuracy": None, "step": None}
-    if ckpt is not None and cfg.trainer.resume and ckpt.latest_step() is not None:
-        state, extra = ckpt.restore(state)
-        start, best = extra["next_step"], extra["best"]
-    metrics = MetricsLog(run_dir / "metrics.jsonl", keep_through_step=start - 1 if start else None,
-                         tensorboard_dir=run_dir / "tensorboard" if cfg.trainer.tensorboard else None)
+    # Everything opened here (checkpoint managers, the metrics log, the progress bar) is
+    # closed however the run ends, so a handled failure leaves no stray threads behind.
+    with contextlib.ExitStack() as cleanup:
+        ckpt = best_ckpt = None
+        if cfg.trainer.checkpoint:
+            ckpt = cleanup.enter_context(Checkpoints(run_dir / "checkpoints" / "latest"))
+            best_ckpt = cleanup.enter_context(Checkpoints(run_dir / "checkpoints" / "best"))
+        start, best = 0, {"val_accuracy": -1.0, "test_accuracy": None, "step": None}
+        if ckpt is not None and cfg.trainer.resume:
+            resumed = restore_newest(state, {"latest": ckpt, "best": best_ckpt})
+            if resumed is not None:
+                state, extra, record = resumed
+                start, best = extra["next_step"], extra["best"]
+                summary.update(record)
+                for s in record["skipped_checkpoints"]:
+                    warnings.warn(f"checkpoint {s['checkpoint']} step {s['step']} does not restore "
+                                  f"({s['reason']}); resuming from {record['restored_from']}")
+        metrics = cleanup.enter_context(MetricsLog(
+            run_dir / "metrics.jsonl", keep_through_step=start - 1 if start else None,
+            tensorboard_dir=run_dir / "tensorboard" if cfg.trainer.tensorboard else None,
+            active=is_writer()))
 
-    batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
-                           bucket=cfg.trainer.bucket)
-    eval_step = make_eval_step(eval_graphdef, dual=meta.dual)
-    steps = cfg.trainer.steps
-    status, tokens, window_start = "finished", 0, time.time()
-    desc = "/".join(str(x) for x in (cfg.task.name, summary["model"], summary["rung"]) if x)
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc,
-               disable=not cfg.trainer.progress, dynamic_ncols=True)
-    try:
+        batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
+                               bucket=cfg.trainer.bucket)
+        eval_step = make_eval_step(eval_graphdef, dual=meta.dual)
+        steps = cfg.trainer.steps
+        status, tokens, window_start = "finished", 0, time.time()
+        desc = "/".join(str(x) for x in (cfg.task.name, summary["model"], summary["rung"]) if x)
+        bar = cleanup.enter_context(tqdm(range(start, steps), initial=start, total=steps, desc=desc,
+                                         disable=not cfg.trainer.progress, dynamic_ncols=True))
         with _StopSignal() as stop:
             for step in bar:
                 batch = batches(step)
@@ -445,12 +564,6 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                         ckpt.save(step, state, {"next_step": step + 1, "best": best})
                     status = "preempted"
                     break
-    finally:
-        bar.close()
-        metrics.close()
-        for c in (ckpt, best_ckpt):
-            if c is not None:
-                c.close()
     return {"status": status, "steps": summary.get("steps", start),
             "best_val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
             "best_step": best["step"]}

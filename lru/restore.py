@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import tasks
 from lru.checkpoints import Checkpoints
-from lru.config import Config
+from lru.config import upgrade
 from lru.loop import build_model, optimizer_settings
 from lru.optim import make_optimizer
 
@@ -28,10 +28,10 @@ WHICH: tuple[str, ...] = ("best", "latest", "init")
 
 
 def load_config(run_dir: str | Path) -> DictConfig:
-    """The run's ``config.yaml``, merged onto the config schema.
+    """The run's ``config.yaml`` on today's config schema (:func:`lru.config.upgrade`).
 
-    Keys added to the schema after the run was made take their defaults, so older run
-    directories stay loadable.
+    Keys added to the schema after the run was made take their defaults and retired ones
+    move to their successors, so older run directories stay loadable.
 
     Raises:
       FileNotFoundError: ``run_dir`` has no ``config.yaml``.
@@ -42,7 +42,7 @@ def load_config(run_dir: str | Path) -> DictConfig:
             f"{path} not found: {run_dir} is not a run directory (lru.loop.train writes "
             f"config.yaml, metrics.jsonl, summary.json and checkpoints/ into one; pass that "
             f"folder)")
-    return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+    return upgrade(OmegaConf.load(path))
 
 
 def task_meta(cfg: DictConfig) -> tasks.TaskMeta:

@@ -39,13 +39,17 @@ class MetricsLog:
     """Appends one JSON line per record to ``metrics.jsonl``.
 
     On resume, lines for steps after the checkpoint being resumed are dropped first, so the
-    file reads exactly as if the run had never stopped.
+    file reads exactly as if the run had never stopped. An inactive log (``active=False``:
+    the processes other than 0 of a multi-process run) touches no file.
     """
 
     def __init__(self, path: Path, *, keep_through_step: int | None = None,
-                 tensorboard_dir: Path | None = None):
+                 tensorboard_dir: Path | None = None, active: bool = True):
         self.path = Path(path)
+        self.active = active
         self.tensorboard = None
+        if not active:
+            return
         if tensorboard_dir is not None:
             try:
                 from tensorboardX import SummaryWriter
@@ -61,6 +65,8 @@ class MetricsLog:
             self.path.unlink()
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.active:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
         if self.tensorboard is not None:
@@ -72,3 +78,9 @@ class MetricsLog:
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+    def __enter__(self) -> "MetricsLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

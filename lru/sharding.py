@@ -2,9 +2,9 @@
 
 The training state stays replicated; XLA partitions the jitted step from the batch's
 sharding (GSPMD), so BatchNorm statistics and the loss are still taken over the whole batch
-and the result equals the single-device step. Multi-host runs call
-:func:`initialize_distributed` first (``jax.distributed.initialize`` reads the cluster from
-the environment, e.g. SLURM's).
+and the result equals the single-device step. Multi-process (multi-host) runs call
+:func:`initialize_distributed` first; every process then builds the same global batch and
+places its own slice of it, and process 0 alone writes the run's files (:func:`is_writer`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,75 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def initialize_distributed() -> None:
-    """Join a multi-process run (no-op when there is a single process to run)."""
-    jax.distributed.initialize()
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None, cluster: bool = False) -> bool:
+    """Join a multi-process run, or stay a single process.
+
+    Args:
+      coordinator_address: ``host:port`` of process 0's coordinator service.
+      num_processes: how many processes take part.
+      process_id: this process's index, ``0 .. num_processes - 1``.
+      cluster: with the three above unset, let ``jax.distributed.initialize`` read them
+        from the cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU).
+
+    Returns:
+      Whether a multi-process run was joined (False: nothing set, a single process).
+
+    Raises:
+      ValueError: some of the three are set and not all (naming the missing keys).
+
+    On CPUs the processes exchange their collectives over gloo.
+    """
+    explicit = {"distributed.coordinator_address": coordinator_address,
+                "distributed.num_processes": num_processes, "distributed.process_id": process_id}
+    given = {k for k, v in explicit.items() if v is not None}
+    if not given and not cluster:
+        return False
+    if given and given != set(explicit):
+        missing = sorted(set(explicit) - given)
+        raise ValueError(f"a multi-process run needs all of {sorted(explicit)}; {missing} "
+                         f"unset (or set none of them and distributed.cluster=true on a "
+                         f"cluster jax detects, such as SLURM)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    return True
+
+
+def is_writer() -> bool:
+    """Whether this process writes the run's files (process 0; any single process)."""
+    return jax.process_index() == 0
+
+
+def sync_processes(name: str) -> None:
+    """Wait until every process of a multi-process run reaches this point (else no-op)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def data_sharding() -> NamedSharding:
     """Batch-axis sharding over all devices (one device: an ordinary placement)."""
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def replicate(tree, sharding: NamedSharding):
+    """``tree``'s arrays as global arrays held whole by every device of ``sharding``'s mesh.
+
+    Needed with several processes, where a jitted step takes only global arrays; each
+    process holds identical values (the same seed built them). One process: unchanged.
+    """
+    if jax.process_count() == 1:
+        return tree
+    whole = NamedSharding(sharding.mesh, PartitionSpec())
+
+    def place(x):
+        copies = [jax.device_put(x, d) for d in whole.addressable_devices]
+        return jax.make_array_from_single_device_arrays(x.shape, whole, copies)
+
+    return jax.tree.map(place, tree)
 
 
 def check_divisible(batch_size: int, key: str) -> None:

@@ -28,22 +28,22 @@ register()
 def main(cfg: DictConfig) -> float | None:
     from lru.cpu_allocator import tune_cpu_allocator
     from lru.loop import train
+    from lru.sharding import initialize_distributed
 
     tune_cpu_allocator()
     # Hydra logs at INFO; JAX's backend probe ("Unable to initialize backend 'tpu'") is noise.
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    if cfg.trainer.distributed:
-        from lru.sharding import initialize_distributed
-
-        initialize_distributed()
-    summary = train(cfg)
+    d = cfg.distributed
+    initialize_distributed(d.coordinator_address, d.num_processes, d.process_id, d.cluster)
+    # This job's command line (or sweep) overrides: recorded, and unused keys fail the run.
+    summary = train(cfg, overrides=list(HydraConfig.get().overrides.task))
     if summary["status"] == "finished":
         name = summary["model"] + (f" ({summary['rung']})" if summary["rung"] else "")
         print(f"{summary['task']} / {name}: best val accuracy "
               f"{summary['best_val_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f} "
               f"(majority-class rate {summary['majority_rate']:.4f}); run files in "
               f"{summary['run_dir']}")
-    elif summary["status"] == "failed" and HydraConfig.get().mode == RunMode.RUN:
+    elif summary["status"] in ("failed", "locked") and HydraConfig.get().mode == RunMode.RUN:
         sys.exit(1)  # a single run fails loudly; in a sweep the other jobs carry on
     return summary.get("best_val_accuracy")
 
