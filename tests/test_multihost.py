@@ -111,3 +111,13 @@ def test_a_partial_multi_process_setting_names_the_missing_keys(tmp_path, data_d
     assert proc.returncode != 0
     assert "distributed.coordinator_address" in proc.stderr + proc.stdout
     assert "distributed.process_id" in proc.stderr + proc.stdout
+
+
+def test_environment_variables_fill_the_distributed_keys(monkeypatch):
+    monkeypatch.setenv("LRU_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+    monkeypatch.setenv("LRU_NUM_PROCESSES", "2")
+    monkeypatch.setenv("LRU_PROCESS_ID", "1")
+    d = compose_cfg(["run_dir=x"]).distributed
+    assert (d.coordinator_address, d.num_processes, d.process_id) == ("10.0.0.1:1234", 2, 1)
+    monkeypatch.delenv("LRU_NUM_PROCESSES")
+    assert compose_cfg(["run_dir=x", "distributed.process_id=0"]).distributed.num_processes is None
