@@ -211,19 +211,19 @@ def ignored_settings(cfg: DictConfig) -> dict[str, str]:
     return ignored
 
 
-def check_given(cfg: DictConfig, given: Iterable[str]) -> None:
+def check_given(cfg: DictConfig, overrides: Iterable[str]) -> None:
     """Refuse settings given explicitly (command line, sweep) that the run would not read.
 
     Args:
       cfg: the composed config.
-      given: the keys the user set, as Hydra overrides name them (``model.r_min``,
-        ``+model.r_min``, or ``ablation`` for the group ``ablation=<rung>``).
+      overrides: the job's overrides as Hydra gives them (``model.r_min=0.5``,
+        ``+model.r_min=0.5``, or ``ablation=exp`` for the group, meaning ``ablation.rung``).
 
     Raises:
       ValueError: naming each such key, the model/rung and why (:func:`ignored_settings`).
     """
     ignored = ignored_settings(cfg)
-    keys = {k.lstrip("+~") for k in given}
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     keys = {"ablation.rung" if k == "ablation" else k for k in keys}
     unused = [f"{k} ({ignored[k]})" for k in sorted(keys) if k in ignored]
     if unused:
@@ -425,7 +425,7 @@ def _train_owned(cfg: DictConfig, run_dir: Path, summary: dict, overrides: Seque
         if is_writer():
             write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         validate(cfg)
-        check_given(cfg, [o.split("=", 1)[0] for o in overrides])
+        check_given(cfg, overrides)
         summary.update(_train(cfg, run_dir, summary))
     except Exception as e:  # the run fails visibly, in its summary
         summary.update(status="failed", reason=f"{type(e).__name__}: {e}")
