@@ -500,6 +500,10 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
             ckpt = cleanup.enter_context(Checkpoints(run_dir / "checkpoints" / "latest"))
             best_ckpt = cleanup.enter_context(Checkpoints(run_dir / "checkpoints" / "best"))
         start, best = 0, {"val_accuracy": -1.0, "test_accuracy": None, "step": None}
+        if ckpt is not None and not cfg.trainer.resume:  # starting over: old steps go too,
+            for c in (ckpt, best_ckpt):                   # or a later resume would mix runs
+                for step in c.steps():
+                    c.delete(step)
         if ckpt is not None and cfg.trainer.resume:
             resumed = restore_newest(state, {"latest": ckpt, "best": best_ckpt})
             if resumed is not None:

@@ -200,6 +200,19 @@ def test_a_failed_save_fails_the_run_and_leaves_the_previous_checkpoint(tmp_path
     assert _comparable(read_metrics(run)) == _comparable(read_metrics(full))
 
 
+def test_starting_over_removes_the_old_runs_checkpoints(tmp_path, data_dir):
+    run = tmp_path / "run"
+    overrides = ["trainer.eval_every=10"]
+    assert train(compose_cfg(tiny_overrides(data_dir, run, 40) + overrides))["status"] == "finished"
+    again = train(compose_cfg(tiny_overrides(data_dir, run, 20) + overrides
+                              + ["trainer.resume=false"]))
+    assert again["status"] == "finished" and again["steps"] == 20
+    for name in ("latest", "best"):
+        saved = lru.checkpoints.Checkpoints(run / "checkpoints" / name)
+        assert max(saved.steps()) <= 19, (name, saved.steps())  # no step of the first run
+        saved.close()
+
+
 # --------------------------------------------------------------------------- no silent setting
 
 
