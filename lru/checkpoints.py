@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from lru.runfiles import write_json
+from lru.sharding import is_writer
 
 # Orbax reports every save step by step at INFO level; keep its warnings only.
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -61,7 +62,7 @@ class Checkpoints:
         self.manager.save(step, args=ocp.args.Composite(
             arrays=ocp.args.StandardSave({"params": params, "stats": stats, "opt": opt_state})))
         self.manager.wait_until_finished()
-        if jax.process_index() == 0:
+        if is_writer():
             write_json(self.directory / f"{step}.json", extra)
             kept = {str(s) for s in self.manager.all_steps()}
             for old in self.directory.glob("*.json"):
@@ -85,7 +86,7 @@ class Checkpoints:
     def delete(self, step: int) -> None:
         """Remove ``step`` (its arrays and its JSON)."""
         self.manager.delete(step)
-        if jax.process_index() == 0:
+        if is_writer():
             (self.directory / f"{step}.json").unlink(missing_ok=True)
 
     def close(self) -> None:

@@ -167,7 +167,7 @@ def register() -> None:
         cs.store(group=group, name="schema", node=node)
 
 
-#: Keys the schema no longer has: old key -> (new key or None, how to carry its value).
+#: Keys the schema no longer has: old key -> the key that now holds its value.
 #: ``trainer.distributed`` (a flag calling ``jax.distributed.initialize()``) became
 #: ``distributed.cluster``.
 RETIRED = {"trainer.distributed": "distributed.cluster"}
