@@ -17,7 +17,7 @@ Pathfinder's 1024); ``--experiment mini/listops`` keeps that file's shorter-memo
 for sequences of at most 256 steps. An ``--experiment`` that sets a ring itself
 keeps it; ring overrides given after ``--`` beat both and go to the ring rungs only.
 
-Each job runs :func:`lru.loop.train`, which never raises: a failed job writes
+Each job runs :func:`lru.training.loop.train`, which never raises: a failed job writes
 ``"status": "failed"`` into its ``summary.json`` and the launcher goes on with the next
 (Hydra's basic launcher runs the jobs one after another in one process; joblib runs them in
 separate processes).
@@ -77,7 +77,7 @@ def compose_base(task: str | None, experiment: str | None):
     """
     from hydra import compose, initialize_config_dir
 
-    from lru.config import register
+    from lru.training.config import register
 
     register()
     overrides = ([f"task={task}"] if task else []) + ([f"+experiment={experiment}"] if experiment else [])

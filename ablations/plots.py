@@ -43,7 +43,7 @@ from ablations.table import LRA_TASKS
 from lru.analysis import expected_state_norm, layer_eigenvalues
 from lru.ladder import RUNG_NAMES, get_rung
 from lru.layers.lru import LRU
-from lru.restore import load_config, load_model
+from lru.training.restore import load_config, load_model
 
 #: Columns :func:`plot_rung_accuracy` needs in a runs frame (``ablations.runs.load_runs``).
 RUN_COLUMNS = ("task", "label", "seed", "status", "test_accuracy")
@@ -166,7 +166,7 @@ def plot_eigenvalues(run_dir: str | Path, *, which: str = "best") -> Figure:
 
     Raises:
       ValueError: the model has no layer with an ``eigenvalues()`` method.
-      FileNotFoundError: no ``config.yaml`` or no checkpoint (see :func:`lru.restore.load_model`).
+      FileNotFoundError: no ``config.yaml`` or no checkpoint (see :func:`lru.training.restore.load_model`).
     """
     if which not in ("best", "latest"):
         raise ValueError(f"plot_eigenvalues: which={which!r}; choose 'best' or 'latest'")

@@ -1,6 +1,6 @@
 """Every run under a folder as one pandas row: its ``summary.json`` plus config values.
 
-A run is a folder that :func:`lru.loop.train` wrote into: it holds ``summary.json``, or at
+A run is a folder that :func:`lru.training.loop.train` wrote into: it holds ``summary.json``, or at
 least the ``config.yaml`` that ``train`` writes first (or, in folders from before Hydra
 stopped writing into run folders, Hydra's ``.hydra/config.yaml``), when the job died before
 it could write its summary. Such a run appears with the status
@@ -26,7 +26,7 @@ HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 #: The status of a run whose folder has a config but no summary.json.
 MISSING_SUMMARY = "missing summary"
 
-#: Keys of the summary :func:`lru.loop.train` writes; every frame has these columns.
+#: Keys of the summary :func:`lru.training.loop.train` writes; every frame has these columns.
 SUMMARY_COLUMNS = ("task", "model", "rung", "seed", "run_dir", "status", "reason",
                    "best_val_accuracy", "test_accuracy", "best_step", "majority_rate", "steps",
                    "params", "tokens_per_s", "wall_time_s")
@@ -125,7 +125,7 @@ def _read_summary(path: Path) -> dict[str, Any]:
     missing = [k for k in ("task", "model", "seed", "status") if k not in summary] \
         if isinstance(summary, dict) else ["(not a JSON object)"]
     if missing:
-        raise ValueError(f"{path}: not a run summary (lacks {missing}); lru.loop.train writes "
+        raise ValueError(f"{path}: not a run summary (lacks {missing}); lru.training.loop.train writes "
                          f"these files: move anything else out of the runs folder")
     summary.setdefault("rung", None)
     return summary

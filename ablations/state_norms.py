@@ -22,8 +22,8 @@ from omegaconf import OmegaConf
 import tasks
 from ablations.runs import load_runs
 from lru.analysis import layer_state_norms
-from lru.batching import make_batch
-from lru.restore import load_config, load_model
+from lru.training.batching import make_batch
+from lru.training.restore import load_config, load_model
 
 #: The columns of :func:`measure`'s frame, in order.
 COLUMNS = ("label", "seed", "test_accuracy", "layers", "init_mean", "init_max",

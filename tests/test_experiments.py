@@ -1,5 +1,5 @@
 """Every experiment file under ``conf/experiment/`` composes, carries its values into the
-composed config, and trains two steps on tiny data through ``lru.loop.train``.
+composed config, and trains two steps on tiny data through ``lru.training.loop.train``.
 
 Experiments are discovered by globbing, so a new file is covered without editing this test.
 Each one is composed twice: as written (its values, the paper's numbers, are checked), and
@@ -23,8 +23,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import tasks
-from lru.config import register
-from lru.loop import train
+from lru.training.config import register
+from lru.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

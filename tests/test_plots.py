@@ -1,4 +1,4 @@
-"""The ablation plots and ``lru.restore.load_model``: every plot writes a non-empty image from
+"""The ablation plots and ``lru.training.restore.load_model``: every plot writes a non-empty image from
 small synthetic inputs (and one tiny real run), a restored model is its checkpoint, and the
 state norms tell the paper's Section 3 story."""
 
@@ -20,9 +20,10 @@ from omegaconf import OmegaConf
 import tasks
 from ablations import plots
 from lru.analysis import layer_eigenvalues
-from lru.config import register
-from lru.loop import build_model, evaluate, load_data, make_eval_step, train
-from lru.restore import load_model
+from lru.training.config import register
+from lru.training.loop import evaluate, load_data, make_eval_step, train
+from lru.training.registry import build_model
+from lru.training.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")

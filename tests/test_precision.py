@@ -15,9 +15,9 @@ from flax import nnx
 from hydra import compose, initialize_config_dir
 
 import tasks
-from lru.config import register, validate
+from lru.training.config import register, validate
 from lru.layers import LRU, S5
-from lru.loop import build_model
+from lru.training.registry import build_model
 from lru.precision import PRECISIONS, check_precision, matmul
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def test_trainer_precision_bf16_reaches_every_matmul_of_the_model():
     model.eval()  # BatchNorm reads its running statistics: nothing to write while tracing
     tokens = jnp.ones((2, 32), jnp.int32)
     dots = dot_operand_dtypes(lambda t: model(t, jnp.array([32, 20])), tokens)
-    # per block: B, C (LRU) and [W1 | W2] (the GLU's one product, lru.glu); plus the head
+    # per block: B, C (LRU) and [W1 | W2] (the GLU's one product, lru.kernels.glu); plus the head
     assert len(dots) == 2 * 3 + 1
     assert all(d == ("bfloat16", "bfloat16", "float32") for d in dots), dots
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -20,12 +20,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from lru.checkpoints import Checkpoints
-from lru.config import register
+from lru.training.checkpoints import Checkpoints
+from lru.training.config import register
 from lru.layers import LRU
-from lru.loop import train
+from lru.training.loop import train
 from lru.models import Classifier
-from lru.optim import BASE, RECURRENT, OptimizerSettings, make_optimizer, param_labels
+from lru.training.optim import BASE, RECURRENT, OptimizerSettings, make_optimizer, param_labels
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
@@ -131,7 +131,8 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, da
     ckpt = Checkpoints(run / "checkpoints" / "latest")
     assert ckpt.latest_step() == 19  # the last good checkpoint, untouched
     model_cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "other", steps=20))
-    from lru.loop import build_model, load_data
+    from lru.training.loop import load_data
+    from lru.training.registry import build_model
 
     meta = load_data(model_cfg)["train"].meta
     model = build_model(model_cfg, meta)
@@ -285,7 +286,7 @@ def test_baselines_learn_in_a_short_run(model, tmp_path, data_dir):
 @pytest.mark.parametrize("layer", ["lru", "s5", "rg_lru"])
 def test_model_scan_method_reaches_every_layer_that_has_one(layer):
     import tasks
-    from lru.loop import make_mixer
+    from lru.training.registry import make_mixer
 
     cfg = compose_cfg(["run_dir=unused", f"model={layer}", "model.scan_method=sequential",
                        "model.d_model=8", "model.d_state=8"])
