@@ -35,8 +35,9 @@ def fused_pays() -> bool:
 @contextlib.contextmanager
 def forms(fused: bool):
     """Within the block, :mod:`lru.kernels.ops` runs its fused (True) or plain (False) forms
-    whatever the backend (at trace time: wrap the tracing, e.g. a jitted step's first call).
-    Used by the tests that compare the two and by ``bench/train_step.py``."""
+    whatever the backend. It acts at trace time, and JAX caches traces by function: trace a
+    function object not yet traced outside the block (a fresh ``jax.jit`` or lambda). Used
+    by the tests that compare the two forms."""
     _forced.append(bool(fused))
     try:
         yield
