@@ -41,7 +41,7 @@ from ablations.reference import paper_numbers
 from ablations.runs import load_runs
 from ablations.table import LRA_TASKS
 from lru.analysis import expected_state_norm, layer_eigenvalues
-from lru.ladder import RUNG_NAMES, get_rung
+from lru.ladder import RUNG_NAMES, uses_ring
 from lru.layers.lru import LRU
 from lru.restore import load_config, load_model
 
@@ -138,8 +138,9 @@ def _mean_sem(values: np.ndarray) -> tuple[float, float]:
 
 
 def _ring(cfg: DictConfig) -> tuple[float, float, float] | None:
-    """``(r_min, r_max, max_phase)`` of a run whose layers start on a ring, else None."""
-    if cfg.model.layer != "lru" or not get_rung(cfg.ablation.rung).ring_init:
+    """``(r_min, r_max, max_phase)`` of a run whose layers start on a ring
+    (:func:`lru.ladder.uses_ring`), else None."""
+    if not uses_ring(cfg.model.layer, cfg.ablation.rung):
         return None
     return float(cfg.model.r_min), float(cfg.model.r_max), float(cfg.model.max_phase)
 
@@ -374,7 +375,8 @@ def sweep_grid(runs: pd.DataFrame) -> pd.DataFrame:
 
     ``r_min`` and ``r_max`` come from each run's ``config.yaml`` (``model.r_min``,
     ``model.r_max``). Runs that did not finish are left out, and so are runs without a ring
-    (rungs before ``ring``, other models), which ignore those keys.
+    (:func:`lru.ladder.uses_ring`: rungs before ``ring``, other models), which ignore those
+    keys.
 
     Args:
       runs: a runs frame with columns ``task``, ``label``, ``status``, ``test_accuracy``,
@@ -479,7 +481,7 @@ def state_norms(rungs: Sequence[str] = RUNG_NAMES, *, length: int = 1024, batch:
     norms = {}
     for rung in rungs:
         ring = ({"r_min": r_min, "r_max": r_max, "max_phase": max_phase}
-                if get_rung(rung).ring_init else {})
+                if uses_ring("lru", rung) else {})
         layer = LRU(d_model, d_state, rung=rung, rngs=nnx.Rngs(seed), **ring)
         x = layer.states(u)  # (b, t, n)
         norms[rung] = np.asarray(jnp.mean(jnp.linalg.norm(x, axis=-1), axis=0) / np.sqrt(d_state))
@@ -522,7 +524,7 @@ def plot_state_norms(rungs: Sequence[str] = RUNG_NAMES, *, length: int = 1024,
         label = name if finite.all() else f"{name} (overflows at t={t[~finite][0]})"
         for ax in (ax_all, ax_zoom):
             ax.plot(t[finite], curve[finite], color=color, label=label)
-    if any(get_rung(r).ring_init for r in norms) and r_max < 1.0:
+    if any(uses_ring("lru", r) for r in norms) and r_max < 1.0:
         ring = math.sqrt(expected_state_norm(r_min, r_max, 1.0))
         for ax in (ax_all, ax_zoom):
             ax.axhline(ring, color="grey", linestyle=":",

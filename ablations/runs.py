@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lru.ladder import RUNG_NAMES, get_rung
+from lru.ladder import uses_ring
 
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
@@ -59,8 +59,8 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     the tables (the rung for model ``lru``, else the model's name); and
     :data:`CONFIG_COLUMNS` from the run's ``config.yaml``. ``run_dir`` is where the run's
     files are now (the summary records where they were written). The ring columns are empty
-    for runs that used none (rungs before ``ring``, other models): those rungs start on the
-    unit disk whatever the config says.
+    for runs that used none (:func:`lru.ladder.uses_ring`: rungs before ``ring``, other
+    models): those rungs start on the unit disk whatever the config says.
 
     Args:
       runs_dir: a sweep folder, a single run's folder, or any folder above them.
@@ -108,10 +108,13 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
         return None
     row["run_dir"] = str(folder)
     row["label"] = row["rung"] if row["model"] == "lru" else row["model"]
-    uses_ring = row["model"] == "lru" and row["rung"] in RUNG_NAMES and get_rung(row["rung"]).ring_init
+    try:
+        ring = uses_ring(row["model"], row["rung"])
+    except ValueError:  # a job that failed on an unknown rung started on no ring
+        ring = False
     for column, key in CONFIG_COLUMNS.items():
         value = OmegaConf.select(config, key) if config is not None else None
-        row[column] = None if column in RING_COLUMNS and not uses_ring else value
+        row[column] = None if column in RING_COLUMNS and not ring else value
     return row
 
 
