@@ -38,7 +38,7 @@ from matplotlib.patches import Circle, Wedge
 from omegaconf import DictConfig
 
 from ablations.reference import paper_numbers
-from ablations.runs import load_runs
+from ablations.runs import load_runs, run_label
 from ablations.table import LRA_TASKS
 from lru.analysis import expected_state_norm, layer_eigenvalues
 from lru.ladder import RUNG_NAMES, uses_ring
@@ -58,11 +58,6 @@ _PAPER_STYLE = {"marker": "D", "color": "black", "markersize": 6, "linestyle": "
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def run_label(cfg: DictConfig) -> str:
-    """A run's label: its rung for the LRU (``"ring"``), else the layer's name (``"s5"``)."""
-    return cfg.ablation.rung if cfg.model.layer == "lru" else cfg.model.layer
 
 
 def _ladder_rank(name: str) -> tuple[int, str]:
@@ -213,7 +208,8 @@ def plot_eigenvalues(run_dir: str | Path, *, which: str = "best") -> Figure:
             ax_mod.axvline(r, color="tab:orange", linestyle="--", linewidth=1)
     ax_mod.set(xlabel="|λ|", ylabel="eigenvalues (all layers)", title="modulus")
     ax_mod.legend(fontsize="small")
-    fig.suptitle(f"Eigenvalues: {cfg.task.name}, {run_label(cfg)}, seed {cfg.seed}")
+    fig.suptitle(f"Eigenvalues: {cfg.task.name}, "
+                 f"{run_label(cfg.model.layer, cfg.ablation.rung)}, seed {cfg.seed}")
     return fig
 
 
@@ -306,7 +302,8 @@ def _runs_to_plot(runs: pd.DataFrame | Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for run_dir in runs:
         cfg = load_config(run_dir)
-        rows.append({"task": cfg.task.name, "label": run_label(cfg), "run_dir": str(run_dir)})
+        rows.append({"task": cfg.task.name, "label": run_label(cfg.model.layer, cfg.ablation.rung),
+                     "run_dir": str(run_dir)})
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -56,11 +56,11 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run found anywhere under ``runs_dir``.
 
     Columns: the summary's keys (at least :data:`SUMMARY_COLUMNS`); ``label``, the row key of
-    the tables (the rung for model ``lru``, else the model's name); and
-    :data:`CONFIG_COLUMNS` from the run's ``config.yaml``. ``run_dir`` is where the run's
-    files are now (the summary records where they were written). The ring columns are empty
-    for runs that used none (:func:`lru.ladder.uses_ring`: rungs before ``ring``, other
-    models): those rungs start on the unit disk whatever the config says.
+    the tables and plots (:func:`run_label`); and :data:`CONFIG_COLUMNS` from the run's
+    ``config.yaml``. ``run_dir`` is where the run's files are now (the summary records where
+    they were written). The ring columns are empty for runs that used none
+    (:func:`lru.ladder.uses_ring`: rungs before ``ring``, other models): those rungs start
+    on the unit disk whatever the config says.
 
     Args:
       runs_dir: a sweep folder, a single run's folder, or any folder above them.
@@ -86,6 +86,19 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     return frame.sort_values(["task", "label", "seed", "run_dir"], ignore_index=True)
 
 
+def run_label(layer: str, rung: str | None) -> str | None:
+    """A run's row label in the tables and plots: its rung for the LRU, else its layer.
+
+    Args:
+      layer: the run's ``model.layer`` (the summary's ``model``): ``"lru"``, ``"s5"``, ...
+      rung: its ``ablation.rung``; read only when ``layer`` is ``"lru"``.
+
+    Returns:
+      ``"ring"`` for the LRU on rung ``ring``, ``"s5"`` for S5.
+    """
+    return rung if layer == "lru" else layer
+
+
 def _candidate_dirs(root: Path):
     for folder, subdirs, _ in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if d not in _SKIP)
@@ -107,7 +120,7 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
     else:
         return None
     row["run_dir"] = str(folder)
-    row["label"] = row["rung"] if row["model"] == "lru" else row["model"]
+    row["label"] = run_label(row["model"], row["rung"])
     try:
         ring = uses_ring(row["model"], row["rung"])
     except ValueError:  # a job that failed on an unknown rung started on no ring
