@@ -259,14 +259,16 @@ def test_heatmap_from_a_grid_and_from_a_sweep_of_runs(tmp_path):
             for seed in (0, 1):
                 run = write_run(tmp_path / f"lru-{r_min}-{r_max}-{seed}", seed=seed,
                                 r_min=r_min, r_max=r_max)
-                rows.append({"task": "listops", "label": "lru", "status": "finished",
+                rows.append({"task": "listops", "label": "lru", "seed": seed,
+                             "status": "finished",
                              "test_accuracy": r_max - r_min / 10 + seed / 100,
                              "run_dir": str(run)})
     # No ring on the unit-disk rungs: their r_min/r_max are not part of any grid.
     tanh = write_run(tmp_path / "tanh", rung="rnn_tanh")
-    rows.append({"task": "listops", "label": "rnn_tanh", "status": "finished",
+    rows.append({"task": "listops", "label": "rnn_tanh", "seed": 0, "status": "finished",
                  "test_accuracy": 0.3, "run_dir": str(tanh)})
-    rows.append({"task": "listops", "label": "lru", "status": "failed", "test_accuracy": None,
+    rows.append({"task": "listops", "label": "lru", "seed": 0, "status": "failed",
+                 "test_accuracy": None,
                  "run_dir": str(write_run(tmp_path / "failed", r_min=0.5, r_max=0.9))})
     runs = pd.DataFrame(rows)
     sweep = plots.sweep_grid(runs)
