@@ -4,8 +4,11 @@ One jitted, functional step: the model is split once into ``(graphdef, params, r
 the step is a pure function of that state (donated), the batch and the step number, from
 which the dropout RNG is folded, so a run is a pure function of ``(config, seed)`` and a
 resumed run repeats an uninterrupted one exactly. A step whose loss or gradients are not
-finite leaves the state untouched and stops the run, naming the step; the last good
-checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop cleanly.
+finite leaves the state untouched, and so does every step after it (the step's ``guard``
+remembers the first bad one on the device); the loop reads the guard every
+:func:`nonfinite_check_every` steps and stops the run there, naming the bad step, with the
+state before it; the last good checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop
+cleanly.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from lru.training.checkpoints import Checkpoints, restore_newest
 from lru.training.config import upgrade, validate
 from lru.training.optim import OptimizerSettings, ParamGroup, make_optimizer
 from lru.training.runfiles import MetricsLog, write_atomic, write_json
+from lru.training import what_ran
 from lru.training.runlock import RunFolderLocked, RunLock
 from lru.training.registry import LAYERS, build_model, check_given
 from lru.training.sharding import (check_divisible, data_sharding, is_writer, replicate,
@@ -129,8 +133,21 @@ def start_training(cfg: DictConfig, meta: tasks.TaskMeta) -> Training:
                     make_train_step(graphdef, tx, dual=meta.dual, seed=cfg.seed))
 
 
+def no_fault() -> dict[str, jax.Array]:
+    """The ``guard`` of a run with no non-finite step yet (:func:`make_train_step`)."""
+    return {"step": jnp.int32(-1), "loss": jnp.float32(0), "grad_norm": jnp.float32(0)}
+
+
 def make_train_step(graphdef, tx, *, dual: bool, seed: int):
-    """``step(state, batch, step_no) -> (state, metrics)``, jitted, with ``state`` donated."""
+    """``step(state, batch, step_no, guard=None) -> (state, metrics)``, jitted, ``state``
+    donated.
+
+    ``guard`` (:func:`no_fault` when None) records the first step whose loss or gradients
+    were not finite: its number (``-1`` if none), loss and gradient norm. From that step on
+    every step leaves ``state`` as it was, so a loop that reads the guard only now and then
+    (:func:`nonfinite_check_every`) still stops with the state before the bad step. The
+    new guard is ``metrics["guard"]``; ``metrics["ok"]`` says whether this step updated.
+    """
     base_key = jax.random.key(seed)
 
     def loss_fn(params, rest, batch, key):
@@ -143,19 +160,26 @@ def make_train_step(graphdef, tx, *, dual: bool, seed: int):
         return loss, (nnx.split(model, nnx.Param, ...)[2], accuracy)
 
     @functools.partial(jax.jit, donate_argnums=(0,))
-    def step(state, batch, step_no):
+    def step(state, batch, step_no, guard=None):
+        guard = no_fault() if guard is None else guard
         params, rest, opt_state = state
         key = jax.random.fold_in(base_key, step_no)
         (loss, (new_rest, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, rest, batch, key)
         with jax.named_scope("optimizer"):
             grad_norm = optax.tree.norm(grads)
-            ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            first = (guard["step"] < 0) & ~finite
+            guard = {"step": jnp.where(first, jnp.int32(step_no), guard["step"]),
+                     "loss": jnp.where(first, loss, guard["loss"]),
+                     "grad_norm": jnp.where(first, grad_norm, guard["grad_norm"])}
+            ok = guard["step"] < 0
             updates, new_opt = tx.update(grads, opt_state, params)
             new_state = (optax.apply_updates(params, updates), new_rest, new_opt)
-            # A non-finite step leaves the state as it was, so the run can stop cleanly.
+            # From a non-finite step on, the state stays as it was: the run stops cleanly.
             state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
-        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "ok": ok}
+        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "ok": ok,
+                       "guard": guard}
 
     return step
 
@@ -209,6 +233,22 @@ class _StopSignal:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def batches_example(split: tasks.Split, cfg: DictConfig) -> dict[str, np.ndarray]:
+    """The training batch of step 0 (its shapes stand for every step's)."""
+    return TrainBatches(split, cfg.trainer.batch_size, seed=cfg.seed, bucket=cfg.trainer.bucket)(0)
+
+
+def nonfinite_check_every(cfg: DictConfig) -> int:
+    """How often (in steps) the loop reads the step's non-finite guard from the device.
+
+    Every step on the CPU, where the host waits for each step anyway (inline dispatch,
+    :mod:`lru.kernels.cpu_allocator`); every ``trainer.log_every`` steps on accelerators,
+    where reading it each step would make the host wait for the device and stop the two
+    from overlapping. The guard keeps the state before the first bad step either way.
+    """
+    return 1 if jax.default_backend() == "cpu" else cfg.trainer.log_every
 
 
 def majority_rate(split: tasks.Split) -> float:
@@ -321,6 +361,22 @@ def finished_summary(cfg: DictConfig) -> dict[str, Any] | None:
     return summary if written == current else None
 
 
+def _check_finite(guard: dict, step: int, check_every: int, run_dir: Path,
+                  summary: dict) -> None:
+    """Record in ``summary["steps"]`` the steps done through ``step``; raise a
+    :class:`NonFiniteError` naming the first non-finite step the guard recorded (the state
+    is the one before it, and ``steps`` counts the steps before it)."""
+    bad = int(guard["step"])
+    summary["steps"] = step + 1 if bad < 0 else bad
+    if bad < 0:
+        return
+    read = f"; found at step {step} (checked every {check_every} steps)" if bad != step else ""
+    raise NonFiniteError(
+        f"non-finite loss or gradients at step {bad} (loss={float(guard['loss'])}, "
+        f"grad_norm={float(guard['grad_norm'])}){read}; the state before it is kept and the "
+        f"last good checkpoint is in {run_dir / 'checkpoints' / 'latest'}")
+
+
 def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     check_divisible(cfg.trainer.batch_size, "trainer.batch_size")
     check_divisible(cfg.trainer.eval_batch_size, "trainer.eval_batch_size")
@@ -336,6 +392,12 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     model.train()
     summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
                    majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
+    graphdef, example = run.graphdef, batches_example(data["train"], cfg)
+    summary["ran"] = what_ran.describe(
+        lambda p, r, b: _forward(nnx.merge(graphdef, p, r, copy=True), b, meta.dual),
+        params, state[1], example, precision=cfg.trainer.precision)
+    for line in what_ran.log_lines(summary["ran"]):
+        print(line)
 
     # Everything opened here (checkpoint managers, the metrics log, the progress bar) is
     # closed however the run ends, so a handled failure leaves no stray threads behind.
@@ -371,16 +433,17 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
         desc = "/".join(str(x) for x in (cfg.task.name, summary["model"], summary["rung"]) if x)
         bar = cleanup.enter_context(tqdm(range(start, steps), initial=start, total=steps, desc=desc,
                                          disable=not cfg.trainer.progress, dynamic_ncols=True))
+        check_every, guard = nonfinite_check_every(cfg), no_fault()
         with _StopSignal() as stop:
             for step in bar:
                 batch = batches(step)
-                state, m = train_step(state, shard_batch(batch, sharding), step)
-                summary["steps"] = step + int(bool(m["ok"]))
-                if not bool(m["ok"]):
-                    raise NonFiniteError(
-                        f"non-finite loss or gradients at step {step} (loss={float(m['loss'])}, "
-                        f"grad_norm={float(m['grad_norm'])}); the state before it is kept and the "
-                        f"last good checkpoint is in {run_dir / 'checkpoints' / 'latest'}")
+                state, m = train_step(state, shard_batch(batch, sharding), step, guard)
+                guard = m["guard"]
+                last = step + 1 == steps
+                if ((step + 1) % check_every == 0 or (step + 1) % cfg.trainer.log_every == 0
+                        or (step + 1) % cfg.trainer.eval_every == 0 or last
+                        or stop.received is not None):
+                    _check_finite(guard, step, check_every, run_dir, summary)
                 tokens += int(batch["lengths"].sum()) + int(batch.get("lengths2", np.zeros(1)).sum())
                 if (step + 1) % cfg.trainer.log_every == 0 or step + 1 == steps:
                     elapsed = time.time() - window_start
@@ -392,7 +455,6 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                                     lr=f"{record['lr']:.1e}", tok_s=f"{record['tokens_per_s']:.0f}")
                     summary["tokens_per_s"] = round(record["tokens_per_s"], 1)
                     tokens, window_start = 0, time.time()
-                last = step + 1 == steps
                 if (step + 1) % cfg.trainer.eval_every == 0 or last:
                     params, rest, _ = state
                     results = {s: evaluate(eval_step, params, rest, data[s],
