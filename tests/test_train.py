@@ -93,11 +93,20 @@ def test_missing_data_names_the_path_and_check_command(tmp_path):
     assert "python -m tasks check listops" in summary["reason"]
 
 
-def test_short_run_learns_and_writes_its_files(tmp_path, data_dir):
+def test_short_run_learns_and_writes_its_files(tmp_path, data_dir, capsys):
     run = tmp_path / "run"
     cfg = compose_cfg(tiny_overrides(data_dir, run, steps=200) + ["trainer.eval_every=100"])
     summary = train(cfg)
     assert summary["status"] == "finished", summary.get("reason")
+    # what ran: said in the summary and the first log lines
+    ran = json.loads((run / "summary.json").read_text())["ran"]
+    assert (ran["backend"], ran["devices"], ran["processes"], ran["precision"]) == ("cpu", 1, 1, "fp32")
+    assert ran["fused_ops"] is True and ran["native_kernels"] is True
+    assert ran["native_kernels_unavailable"] is None
+    # one recurrence per layer (2), in order, auto resolved to the compiled kernel
+    assert ran["scan"] == [{"call": "planar_recurrence", "requested": "auto", "ran": "native"}] * 2
+    out = capsys.readouterr().out
+    assert "ran on cpu x1" in out and "planar_recurrence auto -> native (x2)" in out
     assert {"config.yaml", "metrics.jsonl", "summary.json", "checkpoints"} <= {
         p.name for p in run.iterdir()}
     on_disk = json.loads((run / "summary.json").read_text())
@@ -292,20 +301,6 @@ def test_model_scan_method_reaches_every_layer_that_has_one(layer):
                        "model.d_model=8", "model.d_state=8"])
     meta = tasks.TaskMeta(name="listops", n_classes=10, max_length=16, vocab_size=16)
     assert make_mixer(cfg, meta).keywords["scan_method"] == "sequential"
-
-
-def test_summary_and_log_say_what_ran(tmp_path, data_dir, capsys):
-    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=2))
-    summary = train(cfg)
-    assert summary["status"] == "finished", summary.get("reason")
-    ran = json.loads((tmp_path / "run" / "summary.json").read_text())["ran"]
-    assert (ran["backend"], ran["devices"], ran["processes"], ran["precision"]) == ("cpu", 1, 1, "fp32")
-    assert ran["fused_ops"] is True and ran["native_kernels"] is True
-    assert ran["native_kernels_unavailable"] is None
-    # one recurrence per layer (2), in order, auto resolved to the compiled kernel
-    assert ran["scan"] == [{"call": "planar_recurrence", "requested": "auto", "ran": "native"}] * 2
-    out = capsys.readouterr().out
-    assert "ran on cpu x1" in out and "planar_recurrence auto -> native (x2)" in out
 
 
 def test_without_native_kernels_the_run_warns_and_says_so(tmp_path, data_dir, monkeypatch):
