@@ -152,7 +152,7 @@ def run_ladder(args: argparse.Namespace) -> int:
 def make_table(args: argparse.Namespace) -> int:
     from ablations.runs import load_runs
     from ablations.table import build_table, format_table
-    from lru.runfiles import write_atomic
+    from lru.training.runfiles import write_atomic
 
     reference = None
     if not args.no_paper:
@@ -171,7 +171,7 @@ def make_table(args: argparse.Namespace) -> int:
 
 def state_norms(args: argparse.Namespace) -> int:
     from ablations.state_norms import format_norms, measure
-    from lru.runfiles import write_atomic
+    from lru.training.runfiles import write_atomic
 
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1; got {args.batch}")

@@ -5,8 +5,8 @@ subfolder of one sweep folder (each keeps its own ``multirun.yaml``):
 
 * ``rungs_unit_disk/``: the rungs without ring init (``rnn_relu`` ... ``stable_exp``), which
   start on the unit disk and take no ring;
-* ``rungs_ring/``: the rungs with ring init (``ring``, ``lru``) with the task's ring
-  ``model.r_min``, ``model.r_max``, ``model.max_phase``;
+* ``rungs_ring/``: the rungs with ring init (``ring``, ``lru``: :func:`lru.ladder.uses_ring`)
+  with the task's ring ``model.r_min``, ``model.r_max``, ``model.max_phase``;
 * ``baselines/``: ``model=s4d,s5`` (the rungs do not apply to them).
 
 The ring of a task follows the LRU paper's Table 8 through ``conf/experiment/lru/<task>.yaml``,
@@ -17,7 +17,7 @@ Pathfinder's 1024); ``--experiment mini/listops`` keeps that file's shorter-memo
 for sequences of at most 256 steps. An ``--experiment`` that sets a ring itself
 keeps it; ring overrides given after ``--`` beat both and go to the ring rungs only.
 
-Each job runs :func:`lru.loop.train`, which never raises: a failed job writes
+Each job runs :func:`lru.training.loop.train`, which never raises: a failed job writes
 ``"status": "failed"`` into its ``summary.json`` and the launcher goes on with the next
 (Hydra's basic launcher runs the jobs one after another in one process; joblib runs them in
 separate processes).
@@ -36,10 +36,10 @@ from typing import Callable, Sequence
 from omegaconf import OmegaConf
 
 import lru
-from lru.ladder import RUNG_NAMES, get_rung
+from lru.ladder import RUNG_NAMES, get_rung, uses_ring
+from lru.training.registry import RING_KEYS
 
 CONF = Path(lru.__file__).resolve().parent.parent / "conf"
-RING_KEYS = ("model.r_min", "model.r_max", "model.max_phase")
 LAUNCHERS = ("basic", "joblib")
 DEFAULT_BASELINES = ("s4d", "s5")
 
@@ -77,7 +77,7 @@ def compose_base(task: str | None, experiment: str | None):
     """
     from hydra import compose, initialize_config_dir
 
-    from lru.config import register
+    from lru.training.config import register
 
     register()
     overrides = ([f"task={task}"] if task else []) + ([f"+experiment={experiment}"] if experiment else [])
@@ -173,8 +173,8 @@ def plan_ladder(*, task: str | None, experiment: str | None, seeds: int,
         return Multirun(name, (f"hydra.sweep.dir={out / name}", *common, *sweep, seed_list))
 
     ordered = [r for r in RUNG_NAMES if r in rungs]
-    disk = [r for r in ordered if not get_rung(r).ring_init]
-    ring = [r for r in ordered if get_rung(r).ring_init]
+    ring = [r for r in ordered if uses_ring("lru", r)]
+    disk = [r for r in ordered if r not in ring]
     runs = []
     if disk:
         runs.append(multirun("rungs_unit_disk", ["ablation=" + ",".join(disk), *rest]))

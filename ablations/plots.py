@@ -8,7 +8,8 @@ them with ``display(fig)`` or as a cell's last value.
 * :func:`plot_eigenvalues`: every layer's eigenvalues at init and after training, with the
   unit circle and the run's initialisation ring.
 * :func:`plot_rung_accuracy`: test accuracy per rung per task, mean and standard error over
-  seeds, the paper's value marked.
+  seeds, the paper's value marked: :func:`accuracy_data`, the numbers of the table's cells
+  (the same rules, :mod:`ablations.stats` and :func:`ablations.reference.paper_cells`).
 * :func:`plot_training_curves`: loss and accuracy against step from ``metrics.jsonl``.
 * :func:`plot_rmin_rmax_heatmap`: accuracy over an ``r_min x r_max`` grid.
 * :func:`plot_state_norms`: the hidden-state norm over time of every rung at initialisation
@@ -37,18 +38,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Wedge
 from omegaconf import DictConfig
 
-from ablations.reference import paper_numbers
-from ablations.runs import load_runs
+from ablations.reference import paper_cells, paper_numbers
+from ablations.runs import load_runs, run_label
+from ablations.stats import RUN_COLUMNS, SETTING, finished_runs, is_finished, seed_stats
 from ablations.table import LRA_TASKS
 from lru.analysis import expected_state_norm, layer_eigenvalues
-from lru.ladder import RUNG_NAMES, get_rung
+from lru.ladder import RUNG_NAMES, uses_ring
 from lru.layers.lru import LRU
-from lru.restore import load_config, load_model
+from lru.training.restore import load_config, load_model
 
-#: Columns :func:`plot_rung_accuracy` needs in a runs frame (``ablations.runs.load_runs``).
-RUN_COLUMNS = ("task", "label", "seed", "status", "test_accuracy")
-#: Columns it needs in a reference frame (``ablations.reference.paper_numbers``).
-REFERENCE_COLUMNS = ("model", "task", "value")
 #: Columns of an ``r_min x r_max`` grid (:func:`sweep_grid`, or the paper's grid).
 GRID_COLUMNS = ("r_min", "r_max", "value")
 #: File types :func:`main` writes.
@@ -58,11 +56,6 @@ _PAPER_STYLE = {"marker": "D", "color": "black", "markersize": 6, "linestyle": "
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def run_label(cfg: DictConfig) -> str:
-    """A run's label: its rung for the LRU (``"ring"``), else the layer's name (``"s5"``)."""
-    return cfg.ablation.rung if cfg.model.layer == "lru" else cfg.model.layer
 
 
 def _ladder_rank(name: str) -> tuple[int, str]:
@@ -121,25 +114,13 @@ def _grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _finished(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs that finished with a test accuracy (failed, preempted or running ones are missing)."""
-    ok = (runs["status"] == "finished") & runs["test_accuracy"].notna()
-    return runs[ok]
-
-
-def _mean_sem(values: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error (``std(ddof=1) / sqrt(n)``; 0 for a single value)."""
-    values = np.asarray(values, float)
-    sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
-    return float(values.mean()), float(sem)
-
-
 # --------------------------------------------------------------------------- eigenvalues
 
 
 def _ring(cfg: DictConfig) -> tuple[float, float, float] | None:
-    """``(r_min, r_max, max_phase)`` of a run whose layers start on a ring, else None."""
-    if cfg.model.layer != "lru" or not get_rung(cfg.ablation.rung).ring_init:
+    """``(r_min, r_max, max_phase)`` of a run whose layers start on a ring
+    (:func:`lru.ladder.uses_ring`), else None."""
+    if not uses_ring(cfg.model.layer, cfg.ablation.rung):
         return None
     return float(cfg.model.r_min), float(cfg.model.r_max), float(cfg.model.max_phase)
 
@@ -166,7 +147,7 @@ def plot_eigenvalues(run_dir: str | Path, *, which: str = "best") -> Figure:
 
     Raises:
       ValueError: the model has no layer with an ``eigenvalues()`` method.
-      FileNotFoundError: no ``config.yaml`` or no checkpoint (see :func:`lru.restore.load_model`).
+      FileNotFoundError: no ``config.yaml`` or no checkpoint (see :func:`lru.training.restore.load_model`).
     """
     if which not in ("best", "latest"):
         raise ValueError(f"plot_eigenvalues: which={which!r}; choose 'best' or 'latest'")
@@ -212,69 +193,101 @@ def plot_eigenvalues(run_dir: str | Path, *, which: str = "best") -> Figure:
             ax_mod.axvline(r, color="tab:orange", linestyle="--", linewidth=1)
     ax_mod.set(xlabel="|λ|", ylabel="eigenvalues (all layers)", title="modulus")
     ax_mod.legend(fontsize="small")
-    fig.suptitle(f"Eigenvalues: {cfg.task.name}, {run_label(cfg)}, seed {cfg.seed}")
+    fig.suptitle(f"Eigenvalues: {cfg.task.name}, "
+                 f"{run_label(cfg.model.layer, cfg.ablation.rung)}, seed {cfg.seed}")
     return fig
 
 
 # --------------------------------------------------------------------------- accuracy
 
 
-def plot_rung_accuracy(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> Figure:
-    """Test accuracy per rung (or model) per task: mean and standard error over seeds.
+def accuracy_data(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The numbers :func:`plot_rung_accuracy` draws: per task and label, those of the table.
 
-    One panel per task; on each, a bar per label (ladder order, then baselines) at the mean
-    test accuracy over the finished seeds with its standard error, each seed as a dot, and
-    the paper's value as a black diamond. A label that has runs but no finished one shows
-    ``missing`` (never a zero bar).
+    The means and standard errors are :func:`ablations.stats.seed_stats`' (as in
+    :func:`ablations.table.build_table`): finished seeds only, each once (two finished runs
+    of one seed are an error), no standard error for one seed; the papers' values are
+    :func:`ablations.reference.paper_cells`' (exact match of label and model).
 
     Args:
-      runs: one row per run, as ``ablations.runs.load_runs`` returns: columns ``task``,
-        ``label``, ``seed``, ``status``, ``test_accuracy`` (a fraction; missing when the run
-        did not finish).
+      runs: one row per run, as ``ablations.runs.load_runs`` returns, with columns
+        :data:`ablations.stats.RUN_COLUMNS` (``test_accuracy`` a fraction, missing when the
+        run did not finish).
       reference: the papers' numbers, as ``ablations.reference.paper_numbers("ladder")``
-        returns: columns ``model`` (matched against ``label``), ``task``, ``value`` (percent).
+        returns (columns ``model, task, value, source``); None: no paper columns.
 
     Returns:
-      The figure.
+      One row per task (LRA order) and label (ladder order, then other models) of ``runs``,
+      every label on every task (``seeds`` 0 where it has no run there): ``task``, ``label``, ``mean`` and ``sem`` (percent; NaN without a finished seed,
+      ``sem`` NaN with one), ``seeds`` (seeds run), ``finished``, ``accuracies`` (a tuple:
+      each finished seed's accuracy in percent, by seed) and, with ``reference``, ``paper``
+      (NaN where the paper prints no number or has no row) and ``source`` (NaN where it has
+      no row).
+
+    Raises:
+      ValueError: a frame lacks columns, ``runs`` is empty, or one seed of a task and label
+        finished twice (the message names the folders).
     """
     _require_columns(runs, RUN_COLUMNS, "plot_rung_accuracy(runs)", "ablations.runs.load_runs(...)")
     if runs.empty:
         raise ValueError("plot_rung_accuracy: no runs to plot (the runs frame is empty)")
+    grid = pd.MultiIndex.from_product([task_order(runs["task"]), label_order(runs["label"])],
+                                      names=list(SETTING))
+    data = seed_stats(runs).reindex(grid)
+    data[["seeds", "finished"]] = data[["seeds", "finished"]].fillna(0).astype(int)
+    per_seed = finished_runs(runs).sort_values("seed").groupby(list(SETTING))["accuracy"]
+    accuracies = per_seed.agg(tuple)
+    data["accuracies"] = [accuracies.get(key, ()) for key in data.index]
+    data = data.reset_index()
     if reference is not None:
-        _require_columns(reference, REFERENCE_COLUMNS, "plot_rung_accuracy(reference)",
-                         "ablations.reference.paper_numbers('ladder')")
-    labels = label_order(runs["label"])
-    task_names = task_order(runs["task"])
+        papers = paper_cells(reference).rename(columns={"value": "paper"}).reset_index()
+        data = data.merge(papers, on=["label", "task"], how="left")
+    return data
+
+
+def plot_rung_accuracy(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> Figure:
+    """Test accuracy per rung (or model) per task: mean and standard error over seeds.
+
+    One panel per task; on each, a bar per label (ladder order, then baselines) at the mean
+    test accuracy over the finished seeds with its standard error (none for one seed), each
+    seed as a dot, and the paper's value as a black diamond (✗ where the paper prints a
+    failure). A label that has runs but no finished one shows ``missing`` (never a zero
+    bar). The numbers are :func:`accuracy_data`'s, the same as the table's.
+
+    Args:
+      runs, reference: as :func:`accuracy_data`.
+
+    Returns:
+      The figure.
+
+    Raises:
+      ValueError: as :func:`accuracy_data`.
+    """
+    data = accuracy_data(runs, reference)
+    labels = label_order(data["label"])
+    task_names = task_order(data["task"])
     rows, cols = _grid_shape(len(task_names))
     fig = Figure(figsize=(max(4.0, 0.55 * len(labels) + 1.5) * cols, 4.2 * rows),
                  layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    done = _finished(runs)
     colors = dict(zip(labels, _colors(len(labels))))
     rng = np.random.default_rng(0)  # dot jitter only
     crosses = False
     for ax, task in zip(axes, task_names):
-        for x, label in enumerate(labels):
-            accs = 100 * done.loc[(done["task"] == task) & (done["label"] == label),
-                                  "test_accuracy"].to_numpy(float)
-            if len(accs):
-                mean, sem = _mean_sem(accs)
-                ax.bar(x, mean, yerr=sem, capsize=4, color=colors[label], alpha=0.6,
-                       edgecolor=colors[label])
-                ax.scatter(x + rng.uniform(-0.15, 0.15, len(accs)), accs, s=10, color="black",
-                           alpha=0.6, zorder=4)
-            elif ((runs["task"] == task) & (runs["label"] == label)).any():
+        for x, cell in enumerate(data[data["task"] == task].itertuples()):
+            if cell.finished:
+                ax.bar(x, cell.mean, yerr=None if np.isnan(cell.sem) else cell.sem, capsize=4,
+                       color=colors[cell.label], alpha=0.6, edgecolor=colors[cell.label])
+                ax.scatter(x + rng.uniform(-0.15, 0.15, cell.finished), cell.accuracies, s=10,
+                           color="black", alpha=0.6, zorder=4)
+            elif cell.seeds:
                 ax.text(x, 1, "missing", rotation=90, ha="center", va="bottom", color="red",
                         fontsize="small")
-            if reference is not None:
-                paper = reference.loc[(reference["task"] == task)
-                                      & (reference["model"].str.lower() == label.lower()),
-                                      "value"]
-                if len(paper) and pd.notna(paper.iloc[0]):
-                    ax.plot([x], [float(paper.iloc[0])], **_PAPER_STYLE)
-                elif len(paper):  # printed as ✗: no better than chance
-                    ax.text(x, 95, "✗", ha="center", va="top", fontsize="large")
-                    crosses = True
+            if reference is not None and pd.notna(cell.paper):
+                ax.plot([x], [cell.paper], **_PAPER_STYLE)
+            elif reference is not None and pd.notna(cell.source):  # printed ✗: a failure
+                ax.text(x, 95, "✗", ha="center", va="top", fontsize="large")
+                crosses = True
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         ax.set(title=task, ylabel="test accuracy (%)", ylim=(0, 100))
         ax.grid(axis="y", alpha=0.3)
@@ -305,7 +318,8 @@ def _runs_to_plot(runs: pd.DataFrame | Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for run_dir in runs:
         cfg = load_config(run_dir)
-        rows.append({"task": cfg.task.name, "label": run_label(cfg), "run_dir": str(run_dir)})
+        rows.append({"task": cfg.task.name, "label": run_label(cfg.model.layer, cfg.ablation.rung),
+                     "run_dir": str(run_dir)})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -374,28 +388,30 @@ def sweep_grid(runs: pd.DataFrame) -> pd.DataFrame:
 
     ``r_min`` and ``r_max`` come from each run's ``config.yaml`` (``model.r_min``,
     ``model.r_max``). Runs that did not finish are left out, and so are runs without a ring
-    (rungs before ``ring``, other models), which ignore those keys.
+    (:func:`lru.ladder.uses_ring`: rungs before ``ring``, other models), which ignore those
+    keys. Each cell counts a seed once, as the table does (:mod:`ablations.stats`).
 
     Args:
-      runs: a runs frame with columns ``task``, ``label``, ``status``, ``test_accuracy``,
-        ``run_dir``.
+      runs: a runs frame with columns :data:`ablations.stats.RUN_COLUMNS`.
 
     Returns:
       Columns ``task``, ``label``, ``r_min``, ``r_max``, ``value`` (mean test accuracy,
       percent) and ``n`` (finished seeds), one row per task, label and ring.
+
+    Raises:
+      ValueError: the frame lacks columns, or one seed of a task, label and ring finished
+        twice (the message names the folders).
     """
-    _require_columns(runs, ("task", "label", "status", "test_accuracy", "run_dir"),
-                     "sweep_grid(runs)",
+    _require_columns(runs, RUN_COLUMNS, "sweep_grid(runs)",
                      "ablations.runs.load_runs(...) of a sweep over model.r_min/model.r_max")
-    rows = []
-    for row in _finished(runs).itertuples():
-        ring = _ring(load_config(row.run_dir))
-        if ring is not None:
-            rows.append({"task": row.task, "label": row.label, "r_min": ring[0],
-                         "r_max": ring[1], "value": 100 * float(row.test_accuracy)})
-    frame = pd.DataFrame(rows, columns=["task", "label", "r_min", "r_max", "value"])
-    return (frame.groupby(["task", "label", "r_min", "r_max"], as_index=False)
-            .agg(value=("value", "mean"), n=("value", "size")))
+    done = runs[is_finished(runs)]
+    rings = [_ring(load_config(d)) for d in done["run_dir"]]
+    ring = [r for r in rings if r is not None]
+    ringed = done[np.array([r is not None for r in rings], dtype=bool)]
+    ringed = ringed.assign(r_min=[r[0] for r in ring], r_max=[r[1] for r in ring])
+    columns = [*SETTING, "r_min", "r_max"]
+    grid = seed_stats(ringed, columns).reset_index()
+    return grid.rename(columns={"mean": "value", "finished": "n"})[[*columns, "value", "n"]]
 
 
 #: Columns that split a grid into separate heatmaps, when present.
@@ -479,7 +495,7 @@ def state_norms(rungs: Sequence[str] = RUNG_NAMES, *, length: int = 1024, batch:
     norms = {}
     for rung in rungs:
         ring = ({"r_min": r_min, "r_max": r_max, "max_phase": max_phase}
-                if get_rung(rung).ring_init else {})
+                if uses_ring("lru", rung) else {})
         layer = LRU(d_model, d_state, rung=rung, rngs=nnx.Rngs(seed), **ring)
         x = layer.states(u)  # (b, t, n)
         norms[rung] = np.asarray(jnp.mean(jnp.linalg.norm(x, axis=-1), axis=0) / np.sqrt(d_state))
@@ -522,7 +538,7 @@ def plot_state_norms(rungs: Sequence[str] = RUNG_NAMES, *, length: int = 1024,
         label = name if finite.all() else f"{name} (overflows at t={t[~finite][0]})"
         for ax in (ax_all, ax_zoom):
             ax.plot(t[finite], curve[finite], color=color, label=label)
-    if any(get_rung(r).ring_init for r in norms) and r_max < 1.0:
+    if any(uses_ring("lru", r) for r in norms) and r_max < 1.0:
         ring = math.sqrt(expected_state_norm(r_min, r_max, 1.0))
         for ax in (ax_all, ax_zoom):
             ax.axhline(ring, color="grey", linestyle=":",

@@ -4,7 +4,8 @@ Each file holds one or more of the papers' tables, one row per printed cell, wit
 columns :data:`COLUMNS` (``paper, table, row, column, model, task, metric, value, note``; grid
 files add their coordinates, e.g. ``r_min, r_max``). ``results/reference/SOURCES.md`` says
 where each table was read. :func:`load` reads and validates one file; :func:`paper_numbers`
-gives the numbers the ablation tables put beside ours.
+gives the numbers the ablation tables and plots put beside ours, and :func:`paper_cells`
+matches them to our rows.
 
 Files: ``lra`` (LRU paper Table 3, S4 paper Table 4, the S5 paper's own row, the S4D paper's
 rows as quoted by a later paper), ``lru_ladder``
@@ -57,6 +58,9 @@ LADDER_ROWS = {
 
 #: Layouts :func:`paper_numbers` knows.
 LAYOUTS = ("lra", "ladder")
+
+#: Columns of :func:`paper_numbers`' frame, which :func:`paper_cells` reads.
+NUMBER_COLUMNS = ("model", "task", "value", "source")
 
 
 def load(name: str) -> pd.DataFrame:
@@ -169,3 +173,29 @@ def paper_numbers(layout: str) -> pd.DataFrame:
                        for v in cells["value"]],
         }))
     return pd.concat(parts, ignore_index=True)
+
+
+def paper_cells(numbers: pd.DataFrame) -> pd.DataFrame:
+    """The papers' number for each (label, task) of our tables and plots.
+
+    A run's label (:func:`ablations.runs.run_label`) matches a ``model`` exactly, case
+    included: both are the harness's own names (``"lru"``, ``"s5"``, a rung), so ``"LRU"``
+    matches nothing. Where several rows give one (model, task), the first is used.
+
+    Args:
+      numbers: the papers' numbers with :data:`NUMBER_COLUMNS`, as :func:`paper_numbers`
+        gives them.
+
+    Returns:
+      Columns ``value`` (percent; NaN where the paper prints no number) and ``source``,
+      indexed by ``(label, task)``.
+
+    Raises:
+      ValueError: ``numbers`` lacks one of :data:`NUMBER_COLUMNS`.
+    """
+    missing = [c for c in NUMBER_COLUMNS if c not in numbers.columns]
+    if missing:
+        raise ValueError(f"the reference frame lacks columns {missing}; it needs "
+                         f"{list(NUMBER_COLUMNS)} (as ablations.reference.paper_numbers gives)")
+    first = numbers.drop_duplicates(["model", "task"], keep="first")
+    return first.set_index(["model", "task"]).rename_axis(["label", "task"])[["value", "source"]]

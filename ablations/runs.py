@@ -1,6 +1,6 @@
 """Every run under a folder as one pandas row: its ``summary.json`` plus config values.
 
-A run is a folder that :func:`lru.loop.train` wrote into: it holds ``summary.json``, or at
+A run is a folder that :func:`lru.training.loop.train` wrote into: it holds ``summary.json``, or at
 least the ``config.yaml`` that ``train`` writes first (or, in folders from before Hydra
 stopped writing into run folders, Hydra's ``.hydra/config.yaml``), when the job died before
 it could write its summary. Such a run appears with the status
@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lru.ladder import RUNG_NAMES, get_rung
+from lru.ladder import uses_ring
+from lru.training.registry import RING_KEYS
 
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
@@ -26,7 +27,7 @@ HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 #: The status of a run whose folder has a config but no summary.json.
 MISSING_SUMMARY = "missing summary"
 
-#: Keys of the summary :func:`lru.loop.train` writes; every frame has these columns.
+#: Keys of the summary :func:`lru.training.loop.train` writes; every frame has these columns.
 SUMMARY_COLUMNS = ("task", "model", "rung", "seed", "run_dir", "status", "reason",
                    "best_val_accuracy", "test_accuracy", "best_step", "majority_rate", "steps",
                    "params", "tokens_per_s", "wall_time_s")
@@ -46,7 +47,7 @@ CONFIG_COLUMNS = {
 }
 
 #: Config columns that describe the LRU's ring; left empty where no ring was used.
-RING_COLUMNS = ("r_min", "r_max", "max_phase")
+RING_COLUMNS = tuple(key.split(".", 1)[1] for key in RING_KEYS)
 
 #: Folders inside a run that never hold another run.
 _SKIP = {".hydra", "checkpoints", "tensorboard"}
@@ -56,11 +57,11 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run found anywhere under ``runs_dir``.
 
     Columns: the summary's keys (at least :data:`SUMMARY_COLUMNS`); ``label``, the row key of
-    the tables (the rung for model ``lru``, else the model's name); and
-    :data:`CONFIG_COLUMNS` from the run's ``config.yaml``. ``run_dir`` is where the run's
-    files are now (the summary records where they were written). The ring columns are empty
-    for runs that used none (rungs before ``ring``, other models): those rungs start on the
-    unit disk whatever the config says.
+    the tables and plots (:func:`run_label`); and :data:`CONFIG_COLUMNS` from the run's
+    ``config.yaml``. ``run_dir`` is where the run's files are now (the summary records where
+    they were written). The ring columns are empty for runs that used none
+    (:func:`lru.ladder.uses_ring`: rungs before ``ring``, other models): those rungs start
+    on the unit disk whatever the config says.
 
     Args:
       runs_dir: a sweep folder, a single run's folder, or any folder above them.
@@ -86,6 +87,19 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     return frame.sort_values(["task", "label", "seed", "run_dir"], ignore_index=True)
 
 
+def run_label(layer: str, rung: str | None) -> str | None:
+    """A run's row label in the tables and plots: its rung for the LRU, else its layer.
+
+    Args:
+      layer: the run's ``model.layer`` (the summary's ``model``): ``"lru"``, ``"s5"``, ...
+      rung: its ``ablation.rung``; read only when ``layer`` is ``"lru"``.
+
+    Returns:
+      ``"ring"`` for the LRU on rung ``ring``, ``"s5"`` for S5.
+    """
+    return rung if layer == "lru" else layer
+
+
 def _candidate_dirs(root: Path):
     for folder, subdirs, _ in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if d not in _SKIP)
@@ -107,11 +121,14 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
     else:
         return None
     row["run_dir"] = str(folder)
-    row["label"] = row["rung"] if row["model"] == "lru" else row["model"]
-    uses_ring = row["model"] == "lru" and row["rung"] in RUNG_NAMES and get_rung(row["rung"]).ring_init
+    row["label"] = run_label(row["model"], row["rung"])
+    try:
+        ring = uses_ring(row["model"], row["rung"])
+    except ValueError:  # a job that failed on an unknown rung started on no ring
+        ring = False
     for column, key in CONFIG_COLUMNS.items():
         value = OmegaConf.select(config, key) if config is not None else None
-        row[column] = None if column in RING_COLUMNS and not uses_ring else value
+        row[column] = None if column in RING_COLUMNS and not ring else value
     return row
 
 
@@ -125,7 +142,7 @@ def _read_summary(path: Path) -> dict[str, Any]:
     missing = [k for k in ("task", "model", "seed", "status") if k not in summary] \
         if isinstance(summary, dict) else ["(not a JSON object)"]
     if missing:
-        raise ValueError(f"{path}: not a run summary (lacks {missing}); lru.loop.train writes "
+        raise ValueError(f"{path}: not a run summary (lacks {missing}); lru.training.loop.train writes "
                          f"these files: move anything else out of the runs folder")
     summary.setdefault("rung", None)
     return summary

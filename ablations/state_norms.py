@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 
 import tasks
 from ablations.runs import load_runs
+from ablations.stats import finished_runs
 from lru.analysis import layer_state_norms
-from lru.batching import make_batch
-from lru.restore import load_config, load_model
+from lru.training.batching import make_batch
+from lru.training.restore import load_config, load_model
 
 #: The columns of :func:`measure`'s frame, in order.
 COLUMNS = ("label", "seed", "test_accuracy", "layers", "init_mean", "init_max",
@@ -55,13 +56,18 @@ def run_norms(run_dir: str | Path, which: str, data: dict[str, np.ndarray]) -> d
 
 
 def measure(runs_dir: str | Path, *, batch: int = 64) -> pd.DataFrame:
-    """One row per finished run under ``runs_dir``: :data:`COLUMNS`.
+    """One row per finished seed under ``runs_dir``: :data:`COLUMNS`.
 
-    ``init_*``/``trained_*`` are the mean and the largest over the run's recurrent layers of
-    their mean state norm; ``trained_*`` are NaN where the run kept no ``best`` checkpoint.
+    The runs are those the tables count (:func:`ablations.stats.finished_runs`: finished
+    with a test accuracy, one run per seed). ``init_*``/``trained_*`` are the mean and the
+    largest over the run's recurrent layers of their mean state norm; ``trained_*`` are NaN
+    where the run kept no ``best`` checkpoint.
+
+    Raises:
+      ValueError: one seed of a task and label finished twice (the message names the
+        folders).
     """
-    runs = load_runs(runs_dir)
-    runs = runs[runs["status"] == "finished"]
+    runs = finished_runs(load_runs(runs_dir))
     rows = []
     for run in runs.itertuples():
         data = first_test_examples(run.run_dir, batch)
@@ -71,7 +77,7 @@ def measure(runs_dir: str | Path, *, batch: int = 64) -> pd.DataFrame:
         except FileNotFoundError:
             trained = {}
         rows.append({"label": run.label, "seed": run.seed,
-                     "test_accuracy": 100.0 * float(run.test_accuracy), "layers": len(init),
+                     "test_accuracy": run.accuracy, "layers": len(init),
                      "init_mean": np.mean(list(init.values())) if init else np.nan,
                      "init_max": max(init.values(), default=np.nan),
                      "trained_mean": np.mean(list(trained.values())) if trained else np.nan,

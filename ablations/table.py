@@ -1,16 +1,16 @@
 """The LRA table and the ladder table from :func:`ablations.runs.load_runs`' frame.
 
 Each cell is the test accuracy (percent) of one model or rung on one task: the mean over
-seeds, its standard error (``std(ddof=1) / sqrt(n)``) and the number of seeds. Only finished
-runs count: a failed, preempted or summary-less run is counted and flagged beside the
-number (``n=2/3; 1 failed``), never averaged in as zero, and a cell with no finished run
-shows ``—``. When the same seed ran more than once (a job rerun into another folder), a
-finished run supersedes the others; two finished runs of one seed are an error, since the
-table could not tell which to use.
+seeds, its standard error and the number of seeds, by the rules of :mod:`ablations.stats`
+(the plots follow the same ones). Only finished runs count: a failed, preempted or
+summary-less run is counted and flagged beside the number (``n=2/3; 1 failed``), never
+averaged in as zero, and a cell with no finished run shows ``—``; one seed has no standard
+error. When the same seed ran more than once, a finished run supersedes the others; two
+finished runs of one seed are an error.
 
 The papers' numbers (a frame with columns ``model, task, value, source``, value in percent,
-as :func:`ablations.reference.paper_numbers` gives) go beside ours with the difference
-``ours - paper`` in points.
+as :func:`ablations.reference.paper_numbers` gives) go beside ours, matched to the rows by
+:func:`ablations.reference.paper_cells`, with the difference ``ours - paper`` in points.
 
 The ladder layout also says, per task, whether each row differs from the row it is compared
 with: a rung from the rung above it (the ladder's previous step), a baseline from ``lru``.
@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from ablations.reference import paper_cells
 from ablations.runs import MISSING_SUMMARY
+from ablations.stats import FINISHED, SETTING, finished_runs, one_run_per_seed, seed_stats
 from lru.ladder import RUNG_NAMES
 
 #: The Long Range Arena's six tasks, in the papers' column order.
@@ -42,8 +44,6 @@ TASK_TITLES = {"listops": "ListOps", "text": "Text", "retrieval": "Retrieval", "
 MISSING = "—"
 #: A paper's cell that exists but holds no number (the paper printed a failure mark).
 NO_NUMBER = "n/a"
-FINISHED = "finished"
-REFERENCE_COLUMNS = ("model", "task", "value", "source")
 #: Statuses of runs that did not finish; each has a count column even when zero.
 UNFINISHED = ("failed", "preempted", MISSING_SUMMARY)
 #: Significance level of the ladder layout's comparisons, and the marker of a p below it.
@@ -90,8 +90,8 @@ def build_table(runs: pd.DataFrame, layout: str, reference: pd.DataFrame | None 
         reference's ``average`` row, else the mean of its six values); ``"ladder"``: every
         rung of :data:`lru.ladder.RUNG_NAMES` (absent ones show as missing), then the other
         models present x the tasks present.
-      reference: the papers' numbers (columns ``model, task, value, source``); the first row
-        per (model, task) is used. None: no paper columns.
+      reference: the papers' numbers (columns ``model, task, value, source``), matched to
+        the cells by :func:`ablations.reference.paper_cells`. None: no paper columns.
 
     Raises:
       ValueError: an unknown layout, a reference without its columns, or one seed of a
@@ -99,18 +99,18 @@ def build_table(runs: pd.DataFrame, layout: str, reference: pd.DataFrame | None 
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
-    stats = cell_stats(runs)
-    present = set(stats["label"])
+    per_cell = cell_stats(runs)
+    present = set(per_cell["label"])
     rungs = [r for r in RUNG_NAMES if layout == "ladder" or r in present]
     others = sorted(present - set(RUNG_NAMES))
     if layout == "lra":
         rows, columns = others + rungs, [*LRA_TASKS, AVERAGE]
     else:
-        tasks = set(stats["task"])
+        tasks = set(per_cell["task"])
         rows = rungs + others
         columns = [t for t in LRA_TASKS if t in tasks] + sorted(tasks - set(LRA_TASKS))
     grid = pd.MultiIndex.from_product([rows, columns], names=["label", "task"])
-    cells = stats.set_index(["label", "task"]).reindex(grid)
+    cells = per_cell.set_index(["label", "task"]).reindex(grid)
     statuses = [c for c in cells.columns if c not in ("mean", "sem", "seeds", "finished")]
     counts = ["seeds", "finished", *statuses]
     cells[counts] = cells[counts].fillna(0).astype(int)
@@ -124,17 +124,10 @@ def build_table(runs: pd.DataFrame, layout: str, reference: pd.DataFrame | None 
 
 
 def cell_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, label): ``mean``, ``sem`` (percent), ``seeds``, ``finished``, status counts."""
-    seeds = _one_run_per_seed(runs)
-    finished = seeds[seeds["finished"]]
-    accuracy = finished.assign(acc=finished["test_accuracy"].astype(float) * 100.0)
-    by = ["task", "label"]
-    out = pd.DataFrame({
-        "mean": accuracy.groupby(by)["acc"].mean(),
-        "sem": accuracy.groupby(by)["acc"].sem(ddof=1),
-        "seeds": seeds.groupby(by).size(),
-        "finished": seeds.groupby(by)["finished"].sum(),
-    })
+    """Per (task, label): :func:`ablations.stats.seed_stats` (``mean``, ``sem`` in percent,
+    ``seeds``, ``finished``) and a count per status of the seeds that did not finish."""
+    out = seed_stats(runs)
+    seeds = one_run_per_seed(runs)
     unfinished = seeds[~seeds["finished"]]
     if len(unfinished):
         status = unfinished["status"].where(unfinished["status"] != FINISHED, "no test accuracy")
@@ -184,10 +177,8 @@ def comparisons(rows: list[str]) -> dict[str, str]:
 
 def _finished_accuracies(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
     """(label, task) -> the finished seeds' test accuracies in percent."""
-    seeds = _one_run_per_seed(runs)
-    finished = seeds[seeds["finished"]]
-    return {(label, task): group["test_accuracy"].astype(float).to_numpy() * 100.0
-            for (label, task), group in finished.groupby(["label", "task"])}
+    return {(label, task): group["accuracy"].to_numpy()
+            for (task, label), group in finished_runs(runs).groupby(list(SETTING))}
 
 
 def _add_significance(cells: pd.DataFrame, rows: list[str],
@@ -204,22 +195,6 @@ def _add_significance(cells: pd.DataFrame, rows: list[str],
     return cells
 
 
-def _one_run_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
-    runs = runs.assign(finished=(runs["status"] == FINISHED) & runs["test_accuracy"].notna())
-    key = ["task", "label", "seed"]
-    done = runs[runs["finished"]]
-    twice = done[done.duplicated(key, keep=False)]
-    if len(twice):
-        first = twice.iloc[0]
-        dirs = ", ".join(twice[(twice[key] == first[key]).all(axis=1)]["run_dir"])
-        raise ValueError(
-            f"{first['task']} / {first['label']} seed {first['seed']} finished more than once "
-            f"({dirs}); a table holds one run per seed: point it at one sweep folder, or move "
-            f"the extra runs out (runs that differ in other settings belong in separate tables)")
-    ordered = runs.sort_values(["finished", "run_dir"], ascending=[False, True])
-    return ordered.drop_duplicates(key, keep="first")
-
-
 def _fill_average(cells: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
     """The average over the six tasks, only where all six have a finished seed."""
     for label in rows:
@@ -231,13 +206,7 @@ def _fill_average(cells: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
 
 
 def _add_paper(cells: pd.DataFrame, reference: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
-    missing = [c for c in REFERENCE_COLUMNS if c not in reference.columns]
-    if missing:
-        raise ValueError(f"the reference frame lacks columns {missing}; it needs "
-                         f"{list(REFERENCE_COLUMNS)} (as ablations.reference.paper_numbers gives)")
-    ref = reference.drop_duplicates(["model", "task"], keep="first").set_index(["model", "task"])
-    ref.index = ref.index.set_names(["label", "task"])
-    cells = cells.join(ref[["value", "source"]].rename(columns={"value": "paper"}))
+    cells = cells.join(paper_cells(reference).rename(columns={"value": "paper"}))
     if AVERAGE in cells.index.get_level_values("task"):
         for label in rows:
             six = cells.loc[label].loc[list(LRA_TASKS), "paper"]

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lru.cpu_allocator import tune_cpu_allocator
+from lru.kernels.cpu_allocator import tune_cpu_allocator
 from lru.griffin import GriffinConfig, GriffinLM, count_params, griffin_pattern, hawk_pattern
-from lru.runfiles import write_json
+from lru.training.runfiles import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("griffin", "hawk", "transformer")

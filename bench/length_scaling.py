@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def measure(cfg, meta, batch_size: int, repeats: int) -> dict:
     """Planned memory (MiB) of one compiled training step, and its median time."""
-    from lru.loop import start_training
+    from lru.training.loop import start_training
 
     run = start_training(cfg, meta)
     step, state = run.step, run.state
@@ -80,8 +80,8 @@ def measure(cfg, meta, batch_size: int, repeats: int) -> dict:
 
 def main(argv=None) -> dict:
     import tasks
-    from lru.cpu_allocator import tune_cpu_allocator
-    from lru.runfiles import write_json
+    from lru.kernels.cpu_allocator import tune_cpu_allocator
+    from lru.training.runfiles import write_json
 
     args = parse_args(argv)
     tune_cpu_allocator()

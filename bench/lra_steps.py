@@ -3,8 +3,8 @@ LRU paper's Table 4 (steps/s on an A100).
 
 For each task, the LRU experiment config (``+experiment=lru/<task>``: layers, H, N, batch
 size, bidirectional, the task's full length) is composed, its model built with
-:func:`lru.loop.build_model` and stepped with the trainer's own jitted step
-(:func:`lru.loop.make_train_step`: forward, backward, AdamW, state donated) on a synthetic
+:func:`lru.training.registry.build_model` and stepped with the trainer's own jitted step
+(:func:`lru.training.loop.make_train_step`: forward, backward, AdamW, state donated) on a synthetic
 batch at full length (random tokens or pixels; no data files needed). Per task and scan
 method: compile time, median step time over ``--repeats`` steps after ``--warmup``,
 steps/s, tokens/s and, on a GPU, peak device memory. The paper's figures, where
@@ -71,7 +71,7 @@ def compose(task: str, method: str, args):
     """The composed ``+experiment=lru/<task>`` config with the benchmark's overrides."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from lru.config import register
+    from lru.training.config import register
 
     register()
     overrides = [f"+experiment=lru/{task}", "run_dir=unused", f"model.scan_method={method}"]
@@ -93,7 +93,7 @@ def synthetic_batch(meta, batch: int, seed: int = 0) -> dict:
     def inputs():
         if meta.vocab_size:
             return rng.integers(1, meta.vocab_size, (batch, t), dtype=np.int32)
-        # pixels as lru.batching.make_batch feeds them: float32 in [-1, 1]
+        # pixels as lru.training.batching.make_batch feeds them: float32 in [-1, 1]
         return rng.uniform(-1, 1, (batch, t, meta.channels)).astype(np.float32)
 
     out = {"inputs": inputs(), "lengths": np.full(batch, t, np.int32),
@@ -117,7 +117,7 @@ def paper_steps_per_s() -> dict[str, float]:
 
 def bench_task(task: str, method: str, args) -> dict:
     import tasks
-    from lru.loop import start_training
+    from lru.training.loop import start_training
 
     cfg = compose(task, method, args)
     reader = tasks.get_task(cfg.task.name)
@@ -157,7 +157,7 @@ def bench_task(task: str, method: str, args) -> dict:
 
 
 def main(argv=None) -> dict:
-    from lru.runfiles import write_json
+    from lru.training.runfiles import write_json
 
     args = parse_args(argv)
     paper = paper_steps_per_s()

@@ -51,7 +51,7 @@ TASKS = ("listops", "image", "pathx")
 #: The batch timed on this CPU where the paper's does not fit in memory.
 CPU_BATCH = {"pathx": 8}
 #: Scopes set in lru/layers/planar.py, lru/layers/lru.py, lru/blocks.py, lru/models.py and
-#: lru/loop.py; the innermost one an operation sits in names its part ("mixer" is a
+#: lru/training/loop.py; the innermost one an operation sits in names its part ("mixer" is a
 #: sequence layer's work outside the four labelled pieces).
 PARTS = ("B", "recurrence", "C", "D", "mixer", "norm", "gelu", "glu", "encoder", "pool",
          "head", "loss", "optimizer")
@@ -189,7 +189,7 @@ def profile_times(run_steps, hlo: str, instrs: dict[str, Instruction]) -> dict:
 
 def profile_task(task: str, args) -> dict:
     import tasks
-    from lru.loop import start_training
+    from lru.training.loop import start_training
 
     paper = compose(task, "auto", argparse.Namespace(batch=None, layers=args.layers))
     batch_size = args.batch or CPU_BATCH.get(task, paper.trainer.batch_size)
@@ -257,8 +257,8 @@ def summarise(r: dict) -> list[str]:
 
 
 def main(argv=None) -> dict:
-    from lru.cpu_allocator import tune_cpu_allocator
-    from lru.runfiles import write_json
+    from lru.kernels.cpu_allocator import tune_cpu_allocator
+    from lru.training.runfiles import write_json
 
     args = parse_args(argv)
     tune_cpu_allocator()

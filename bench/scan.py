@@ -21,9 +21,9 @@ shape (batch, time, state), measures in one run:
   scan);
 * the same for ``planar_recurrence`` on real ``[Re | Im]`` storage of the same bytes: on the
   CPU ``"planar_inplace"`` (the XLA loop) and ``"planar_native"`` (the compiled kernel of
-  ``lru/native.py``, the path the LRU layer takes on CPU; left out where it cannot be
+  ``lru/kernels/native.py``, the path the LRU layer takes on CPU; left out where it cannot be
   built), on a GPU ``"planar_associative"`` (``auto``'s path there) and ``"planar_pallas"``
-  (the chunked kernel of ``lru/pallas_scan.py``, on the real storage). ``b`` and ``g`` come
+  (the chunked kernel of ``lru/kernels/pallas_scan.py``, on the real storage). ``b`` and ``g`` come
   in as ``(batch * time, 2 * state)`` arrays, the shape of the products that make them in a
   layer (the kernel writes over a buffer in place only when XLA sees it in the shape the
   handler takes: see ``native.planar_forward``);
@@ -54,9 +54,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lru import native
-from lru.cpu_allocator import tune_cpu_allocator
-from lru.runfiles import write_json
+from lru.kernels import native
+from lru.kernels.cpu_allocator import tune_cpu_allocator
+from lru.training.runfiles import write_json
 from lru.scan import METHODS, auto_method, linear_recurrence, planar_recurrence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls after compilation")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--no-tune-allocator", action="store_true",
-                   help="leave glibc's malloc as it is (to measure what lru.cpu_allocator buys)")
+                   help="leave glibc's malloc as it is (to measure what lru.kernels.cpu_allocator buys)")
     p.add_argument(
         "--out",
         type=Path,

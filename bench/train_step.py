@@ -6,8 +6,8 @@ token inputs (vocabulary 16, 10 classes, every sequence full length) with the de
 config (``conf/model/lru.yaml``: pre-norm BatchNorm, full GLU, mean pooling), at batch 32 x
 time 1024 x H 128 x N 128 x 4 layers by default. Up to four forms, measured in one run:
 
-* **ours**: :func:`lru.loop.make_train_step` -- the jitted functional step the trainer runs,
-  with the state donated, on the model :func:`lru.loop.build_model` builds (batched layers,
+* **ours**: :func:`lru.training.loop.make_train_step` -- the jitted functional step the trainer runs,
+  with the state donated, on the model :func:`lru.training.registry.build_model` builds (batched layers,
   ``scan_method: auto``: the in-place loop on CPU);
 * **per-example**: the way public LRU code (e.g. the minimal-LRU repository) writes it -- a
   model of *one* sequence, where the LRU computes ``B_norm @ u_t`` with ``vmap`` over time,
@@ -49,9 +49,9 @@ import numpy as np
 import optax
 from omegaconf import OmegaConf
 
-from lru.cpu_allocator import tune_cpu_allocator
-from lru.optim import BASE, RECURRENT, OptimizerSettings, learning_rate
-from lru.runfiles import write_json
+from lru.kernels.cpu_allocator import tune_cpu_allocator
+from lru.training.optim import BASE, RECURRENT, OptimizerSettings, learning_rate
+from lru.training.runfiles import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ MODELS = ("lru", "s4d", "s5")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Time one LRU classifier training step (forward, backward, AdamW): "
-        "lru.loop.make_train_step against a per-example model with associative_scan, "
+        "lru.training.loop.make_train_step against a per-example model with associative_scan, "
         "vmapped over the batch, in the same run.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
     p.add_argument("--seed", type=int, default=0, help="seed of parameters and batch")
     p.add_argument("--no-tune-allocator", action="store_true",
-                   help="leave glibc's malloc as it is (see lru/cpu_allocator.py)")
+                   help="leave glibc's malloc as it is (see lru/kernels/cpu_allocator.py)")
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "train_step.json",
                    help="where to write the JSON results")
     args = p.parse_args(argv)
@@ -103,7 +103,7 @@ def compose_config(args, model: str = "lru"):
     as conf/ has them)."""
     from hydra import compose, initialize_config_dir
 
-    from lru.config import register
+    from lru.training.config import register
 
     register()
     overrides = [f"model={model}"] if model != "lru" else []
@@ -120,7 +120,7 @@ def build_ours(cfg, time_len: int):
     """(step, state, model): the trainer's jitted step, its initial state, the model (of
     whichever layer ``cfg.model.layer`` names: the baselines are built the same way)."""
     import tasks
-    from lru.loop import start_training
+    from lru.training.loop import start_training
 
     meta = tasks.TaskMeta(name="listops", n_classes=CLASSES, max_length=time_len, vocab_size=VOCAB)
     run = start_training(cfg, meta)
@@ -218,7 +218,7 @@ def per_example_state(model, norm: str):
 
 
 def per_example_optimizer(params, s: OptimizerSettings):
-    """The trainer's AdamW groups (lru.optim.make_optimizer) for the per-example layout."""
+    """The trainer's AdamW groups (lru.training.optim.make_optimizer) for the per-example layout."""
     recurrent = {"nu_log", "theta_log", "gamma_log", "B_re", "B_im"}
     labels = jax.tree_util.tree_map_with_path(
         lambda path, _: RECURRENT if getattr(path[-1], "key", None) in recurrent else BASE, params)
@@ -274,7 +274,7 @@ def main(argv=None) -> dict:
     load_at_start = os.getloadavg()[0]
     allocator_tuned = False if args.no_tune_allocator else tune_cpu_allocator()
     cfg = compose_config(args)
-    from lru.loop import optimizer_settings
+    from lru.training.loop import optimizer_settings
     from lru.scan import auto_method
 
     rng = np.random.default_rng(args.seed)
@@ -309,7 +309,7 @@ def main(argv=None) -> dict:
         del b_model
         forms[name] = make_runner(b_step, b_state, batch)
         baseline_info[name] = {
-            "form": f"lru.loop.make_train_step with model={name} (conf/model/{name}.yaml)",
+            "form": f"lru.training.loop.make_train_step with model={name} (conf/model/{name}.yaml)",
             "layer": b_cfg.model.layer,
             "model": {k: b_cfg.model[k] for k in ("norm", "prenorm", "glu", "pooling")},
             "layer_options": OmegaConf.to_container(b_cfg.model.layer_options, resolve=True),
@@ -350,7 +350,7 @@ def main(argv=None) -> dict:
         "allocator_tuned": allocator_tuned,
         "repeats": args.repeats,
         "warmup": args.warmup,
-        "ours": {"form": "lru.loop.make_train_step (batched layers, donated state)", **ours},
+        "ours": {"form": "lru.training.loop.make_train_step (batched layers, donated state)", **ours},
         "per_example": {"form": "per-example model with jax.lax.associative_scan, "
                                 "jax.vmap over the batch, jax.jit", **per_example},
         "ratio_per_example_over_ours": ratio,

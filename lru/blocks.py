@@ -27,9 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lru.batchnorm import batch_norm_train
-from lru.gelu import gelu
-from lru.glu import gated_linear_unit, residual_gated_linear_unit
+from lru.choices import check_choice
+from lru.kernels import ops
 from lru.precision import check_precision, dot_general
 
 Array = jax.Array
@@ -38,18 +37,13 @@ GLU_VARIANTS: tuple[str, ...] = ("full_glu", "half_glu1", "half_glu2", "gelu")
 NORMS: tuple[str, ...] = ("batch", "layer")
 
 
-def _check_choice(owner: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{owner}: unknown {key} {value!r}; choose one of {allowed}")
-
-
 class MaskedNorm(nnx.Module):
     """BatchNorm or LayerNorm over the channel axis of ``(b, t, d)`` inputs.
 
     BatchNorm's batch statistics are taken over valid positions only (``mask``), so padding
     never shifts the normalisation of real tokens; at evaluation it uses running averages.
-    Training mode computes through :func:`lru.batchnorm.batch_norm_train` (Flax's function,
-    a faster backward on XLA:CPU) and keeps ``nnx.BatchNorm``'s parameters and statistics.
+    Training mode computes through :func:`lru.kernels.ops.batch_norm` (``nnx.BatchNorm``
+    with a mask; on a single CPU device the same function with a faster backward).
 
     Args:
       d_model: channels ``d``.
@@ -62,7 +56,7 @@ class MaskedNorm(nnx.Module):
 
     def __init__(self, d_model: int, kind: str = "batch", *, momentum: float = 0.9,
                  rngs: nnx.Rngs):
-        _check_choice("MaskedNorm", "norm", kind, NORMS)
+        check_choice("norm", kind, NORMS)
         self.kind = kind
         if kind == "batch":
             self.norm = nnx.BatchNorm(d_model, momentum=momentum, axis=-1, rngs=rngs)
@@ -71,15 +65,9 @@ class MaskedNorm(nnx.Module):
 
     def __call__(self, x: Array, mask: Array | None = None) -> Array:
         """``x: (b, t, d)``, ``mask: (b, t)`` or None -> ``(b, t, d)``."""
-        bn = self.norm
-        if self.kind != "batch" or bn.use_running_average:
-            return bn(x)
-        if mask is None:
-            mask = jnp.ones(x.shape[:-1], bool)
-        y, mean, var = batch_norm_train(x, mask, bn.scale[...], bn.bias[...], bn.epsilon)
-        bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
-        bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
-        return y
+        if self.kind != "batch" or self.norm.use_running_average:
+            return self.norm(x)
+        return ops.batch_norm(self.norm, x, mask)
 
 
 class ResidualBlock(nnx.Module):
@@ -110,7 +98,7 @@ class ResidualBlock(nnx.Module):
         precision: str = "fp32",
         rngs: nnx.Rngs,
     ):
-        _check_choice("ResidualBlock", "glu", glu, GLU_VARIANTS)
+        check_choice("glu", glu, GLU_VARIANTS)
         self.mixer = mixer
         self.norm = MaskedNorm(d_model, norm, momentum=bn_momentum, rngs=rngs)
         self.prenorm = prenorm
@@ -130,7 +118,7 @@ class ResidualBlock(nnx.Module):
         with jax.named_scope("mixer"):  # the LRU and S5 label B, recurrence, C, D inside
             z = self.mixer(z, mask)
         with jax.named_scope("gelu"):
-            g = self.drop(gelu(z))
+            g = self.drop(ops.gelu(z))
         with jax.named_scope("glu"):
             y = self._glu_and_skip(u, z, g)
         if self.prenorm:
@@ -140,12 +128,12 @@ class ResidualBlock(nnx.Module):
 
     def _glu_and_skip(self, u: Array, z: Array, g: Array) -> Array:
         """``u + drop(GLU variant)`` from the mixer output ``z`` and ``g = drop(gelu(z))``."""
-        if self.glu == "full_glu":  # W1 g * sigmoid(W2 g), one [W1 | W2] product (lru.glu)
-            w = jnp.concatenate([self.W1.kernel[...], self.W2.kernel[...]], axis=1)
-            bias = jnp.concatenate([self.W1.bias[...], self.W2.bias[...]])
-            if self.drop.deterministic or self.drop.rate == 0:  # the skip fused in
-                return residual_gated_linear_unit(u, g, w, bias, self.precision)
-            z = gated_linear_unit(g, w, bias, self.precision)
+        if self.glu == "full_glu":  # W1 g * sigmoid(W2 g)
+            weights = (self.W1.kernel[...], self.W1.bias[...], self.W2.kernel[...],
+                       self.W2.bias[...], self.precision)
+            if self.drop.deterministic or self.drop.rate == 0:  # no dropout: u + GLU, fused
+                return ops.residual_full_glu(u, g, *weights)
+            z = ops.full_glu(g, *weights)
         elif self.glu == "half_glu1":
             z = g * jax.nn.sigmoid(self.W2(g))
         elif self.glu == "half_glu2":

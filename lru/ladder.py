@@ -7,7 +7,7 @@ The rungs differ only in *how the recurrence is parameterised, initialised and n
 :class:`lru.layers.lru.LRU` reads one :class:`Rung` and builds exactly that variant.
 
 ``RUNG_NAMES`` is the single source of truth for rung names: configs, sweeps and tables
-use it and nothing else.
+use it and nothing else; :func:`uses_ring` is the one rule for which runs start on a ring.
 """
 
 from __future__ import annotations
@@ -68,3 +68,24 @@ def get_rung(name: str) -> Rung:
         return _BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown rung {name!r}; choose one of {RUNG_NAMES}") from None
+
+
+def uses_ring(layer: str, rung: str | None) -> bool:
+    """Whether a run of ``model.layer=layer`` and ``ablation.rung=rung`` starts on a ring.
+
+    Only the LRU's rungs with ring initialisation (``ring`` and ``lru``) read the ring
+    ``model.r_min``, ``model.r_max``, ``model.max_phase``; the rungs before ``ring`` start on
+    the unit disk, and other layers (S4D, S5, ...) have no rungs and take their own
+    initialisation, whatever ``rung`` says.
+
+    Args:
+      layer: the model's layer, ``model.layer`` (``"lru"``, ``"s5"``, ...).
+      rung: the rung, ``ablation.rung``; read only when ``layer`` is ``"lru"``.
+
+    Returns:
+      True for the ring rungs of the LRU, else False.
+
+    Raises:
+      ValueError: ``layer`` is ``"lru"`` and ``rung`` is no rung (the message lists them).
+    """
+    return layer == "lru" and get_rung(rung).ring_init

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lru.choices import check_choice
 from lru.blocks import MixerFactory, length_mask, stack_blocks
 from lru.precision import dot_general
 
@@ -48,8 +49,7 @@ class Encoder(nnx.Module):
 
 def pool(x: Array, mask: Array | None, how: str) -> Array:
     """Pool ``(b, t, d)`` over valid steps to ``(b, d)``: their mean, or the last one."""
-    if how not in POOLINGS:
-        raise ValueError(f"pool: unknown pooling {how!r}; choose one of {POOLINGS}")
+    check_choice("pooling", how, POOLINGS)
     if mask is None:
         return x.mean(axis=1) if how == "mean" else x[:, -1]
     if how == "mean":
@@ -79,8 +79,7 @@ class SequenceEncoder(nnx.Module):
                  vocab_size: int | None = None, d_input: int | None = None,
                  pooling: str = "mean", precision: str = "fp32", rngs: nnx.Rngs,
                  **block_kwargs):
-        if pooling not in POOLINGS:
-            raise ValueError(f"SequenceEncoder: unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        check_choice("pooling", pooling, POOLINGS)
         self.encoder = Encoder(d_model, vocab_size=vocab_size, d_input=d_input,
                                precision=precision, rngs=rngs)
         self.blocks = stack_blocks(d_model, n_layers, mixer, rngs=rngs, precision=precision,

@@ -16,6 +16,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from lru.choices import check_choice
+
 Array = jax.Array
 
 #: The values of ``trainer.precision``.
@@ -24,9 +26,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming them."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not valid; choose one of {PRECISIONS}")
-    return precision
+    return check_choice("precision", precision, PRECISIONS)
 
 
 def _bf16_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,

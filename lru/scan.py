@@ -19,12 +19,13 @@ recurrence is the same recurrence run in the opposite direction,
 
 so the backward pass stores only ``x`` (O(T) memory, whatever the method) and runs on the
 same fast kernel as the forward pass (for ``inplace``, one fused loop that also forms ``da``:
-:func:`_inplace_adjoint`). Complex cotangents follow JAX's convention (the plain
+:func:`lru.kernels.loops.inplace_adjoint`). Complex cotangents follow JAX's convention (the plain
 transpose, no conjugation), so gradients equal autodiff of a Python loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Callable, Literal
 
@@ -32,8 +33,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lru import native
-from lru.pallas_scan import pallas_planar, pallas_recurrence
+from lru.choices import check_choice
+from lru.kernels import loops, native, planar
+from lru.kernels.pallas_scan import pallas_recurrence
 
 Array = jax.Array
 Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pallas", "native"]
@@ -42,17 +44,22 @@ Method = Literal["auto", "sequential", "associative", "chunked", "inplace", "pal
 METHODS: tuple[str, ...] = ("sequential", "associative", "chunked", "inplace", "pallas")
 
 #: Every method name: :data:`METHODS` and ``native``, the compiled CPU kernels of
-#: :mod:`lru.native`, which run two cases: :func:`planar_recurrence` (the LRU's complex
+#: :mod:`lru.kernels.native`, which run two cases: :func:`planar_recurrence` (the LRU's complex
 #: time-invariant ``a``) and :func:`linear_recurrence` with a real float32 input-dependent
 #: ``a`` (the RG-LRU). ``auto`` picks them there on a single CPU device.
 ALL_METHODS: tuple[str, ...] = METHODS + ("native",)
 
-#: Chunk length used by ``method="chunked"`` when none is given.
-DEFAULT_CHUNK = 32
+#: Every value a ``scan_method`` setting takes: ``"auto"`` and :data:`ALL_METHODS`.
+SCAN_METHODS: tuple[str, ...] = ("auto",) + ALL_METHODS
 
 
-# --------------------------------------------------------------------------- kernels
-# Each kernel takes a: (n,) or (b, t, n), b: (b, t, n), h0: (b, n), all of one float32 /
+def check_method(method: str, key: str = "scan_method") -> str:
+    """``method`` if it is one of :data:`SCAN_METHODS`, else a ValueError naming ``key``."""
+    return check_choice(key, method, SCAN_METHODS)
+
+# --------------------------------------------------------------------------- methods
+# The reference methods are here; the fast ones (XLA loops, Pallas, native) are in
+# lru.kernels, each tested equal to these in tests/test_scan.py. Each kernel takes a: (n,) or (b, t, n), b: (b, t, n), h0: (b, n), all of one float32 /
 # complex64 (or wider) dtype, and returns x: (b, t, n). They never see other dtypes.
 
 
@@ -85,136 +92,11 @@ def _associative(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
     return x
 
 
-def _inplace_along(a: Array, b: Array, h0: Array, reverse: bool, axis: int) -> Array:
-    """Sequential loop that reads and writes slices of ``axis`` in place (no transposes).
-
-    ``a`` is either broadcastable to a slice of ``b`` (time-invariant) or shaped like ``b``.
-    ``h0`` has the shape of one slice of ``b`` (``axis`` kept with size 1). The states are
-    written over ``b``'s own buffer (step ``t`` reads ``b_t`` and writes ``x_t`` to the same
-    slice), so when ``b`` is dead afterwards, as it is inside the custom VJP, XLA aliases the
-    two: no zero-filled output buffer, one array of traffic less.
-    """
-    length = b.shape[axis]
-    varying = a.ndim == b.ndim
-
-    def body(i, carry):
-        h, out = carry
-        t = length - 1 - i if reverse else i
-        a_t = lax.dynamic_slice_in_dim(a, t, 1, axis=axis) if varying else a
-        h = a_t * h + lax.dynamic_slice_in_dim(out, t, 1, axis=axis)
-        return h, lax.dynamic_update_slice_in_dim(out, h, t, axis=axis)
-
-    _, out = lax.fori_loop(0, length, body, (h0, b))
-    return out
-
-
-def _inplace_adjoint(a: Array, x: Array, h0: Array, g: Array,
-                     reverse: bool) -> tuple[Array, Array]:
-    """The backward pass of a recurrence, fused into one in-place loop.
-
-    Runs the adjoint ``lam_t = g_t + a_next(t) * lam_next(t)`` opposite to the forward
-    direction, writing ``lam`` over ``g``'s buffer, and forms ``da_t = lam_t * x_prev(t)`` in
-    the same step: summed in the loop's carry when ``a`` is time-invariant, written over
-    ``x``'s buffer (slot ``t``, after slot ``t``'s last read) when it is input-dependent.
-    Against the generic path (adjoint loop, then a shifted copy of ``x``, a product and a
-    reduction) this reads ``g`` and ``x`` once and writes ``lam`` once.
-
-    Args:
-      a: ``(n,)`` or ``(b, t, n)``, as in the forward pass.
-      x: forward states ``(b, t, n)``.
-      h0: forward initial state ``(b, n)``.
-      g: cotangent of ``x``, ``(b, t, n)``.
-      reverse: the forward pass's direction.
-
-    Returns:
-      ``(lam, da)``: ``lam`` ``(b, t, n)`` (the cotangent of ``b``) and ``da`` shaped like
-      ``a``.
-    """
-    length = x.shape[1]
-    varying = a.ndim == 3
-    first = h0[:, None]
-
-    def body(i, carry):
-        lam, da, lam_out = carry
-        t = i if reverse else length - 1 - i  # the adjoint runs the other way
-        nxt = t - 1 if reverse else t + 1  # the step processed just before t
-        prev = t + 1 if reverse else t - 1  # the state a_t multiplied going forward
-        if varying:  # lam is 0 on the first step, so the clamped a_next there is harmless
-            a_next = lax.dynamic_slice_in_dim(a, jnp.clip(nxt, 0, length - 1), 1, axis=1)
-        else:
-            a_next = a
-        lam = a_next * lam + lax.dynamic_slice_in_dim(lam_out, t, 1, axis=1)
-        lam_out = lax.dynamic_update_slice_in_dim(lam_out, lam, t, axis=1)
-        inside = (prev >= 0) & (prev < length)
-        x_prev = jnp.where(
-            inside, lax.dynamic_slice_in_dim(x, jnp.clip(prev, 0, length - 1), 1, axis=1), first)
-        if varying:  # da: x's buffer, slot t overwritten
-            da = lax.dynamic_update_slice_in_dim(da, lam * x_prev, t, axis=1)
-        else:  # da: a running sum over time, (b, 1, n)
-            da = da + lam * x_prev
-        return lam, da, lam_out
-
-    zero = jnp.zeros_like(first)
-    _, da, lam = lax.fori_loop(0, length, body, (zero, x if varying else zero, g))
-    return lam, (da if varying else da.sum(axis=(0, 1)))
-
-
-def _inplace(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
-    """A ``fori_loop`` over time that slices axis 1 in place: fastest on CPU for wide steps."""
-    return _inplace_along(a, b, h0[:, None], reverse, axis=1)
-
-
-def _chunked(a: Array, b: Array, h0: Array, reverse: bool, chunk: int = DEFAULT_CHUNK) -> Array:
-    """Two-level scan: all chunks scanned at once from zero, then carries across chunks.
-
-    Time is cut into ``k`` chunks of ``c`` steps. (1) A loop of ``c`` steps scans every chunk
-    from a zero state (each step is ``k`` times wider than a plain loop's); (2) a loop of ``k``
-    steps carries the state across chunk boundaries; (3) one elementwise fix-up adds each
-    chunk's incoming state times the cumulative decay. ``c + k`` sequential steps instead of
-    ``t``, which pays off when one step of the plain loop is too narrow to fill the machine.
-    """
-    bsz, length, n = b.shape
-    varying = a.ndim == 3
-    c = max(1, min(chunk, length))
-    k = -(-length // c)
-    pad = k * c - length
-    if pad:  # pad on the side processed last, so padding never feeds a real step
-        widths = ((0, 0), (pad, 0) if reverse else (0, pad), (0, 0))
-        b = jnp.pad(b, widths)
-        if varying:
-            a = jnp.pad(a, widths, constant_values=1)
-    bc = b.reshape(bsz, k, c, n)
-    if varying:
-        ac = a.reshape(bsz, k, c, n)
-        decay = lax.cumprod(ac, axis=2, reverse=reverse)  # prod of a over the chunk so far
-    else:
-        ac = a
-        decay = lax.cumprod(jnp.broadcast_to(a, (c, n)), axis=0, reverse=reverse)[None, None]
-    local = _inplace_along(ac, bc, jnp.zeros((bsz, k, 1, n), b.dtype), reverse, axis=2)
-
-    edge = 0 if reverse else c - 1  # last step of each chunk, in processing order
-    total = decay[:, :, edge] if varying else jnp.broadcast_to(decay[0, 0, edge], (bsz, k, n))
-
-    def carry_step(h, inp):
-        total_k, end_k = inp
-        return total_k * h + end_k, h  # emit the state entering chunk k
-
-    _, h_in = lax.scan(
-        carry_step,
-        h0,
-        (jnp.swapaxes(total, 0, 1), jnp.swapaxes(local[:, :, edge], 0, 1)),
-        reverse=reverse,
-    )
-    x = local + decay * jnp.swapaxes(h_in, 0, 1)[:, :, None]
-    x = x.reshape(bsz, k * c, n)
-    return x[:, pad:] if reverse else x[:, :length]
-
-
 _KERNELS: dict[str, Callable[..., Array]] = {
     "sequential": _sequential,
     "associative": _associative,
-    "chunked": _chunked,
-    "inplace": _inplace,
+    "chunked": loops.chunked,
+    "inplace": loops.inplace,
     "pallas": pallas_recurrence,
     "native": native.diag_forward,  # real float32 input-dependent a only
 }
@@ -239,7 +121,7 @@ def _recurrence_bwd(reverse, method, residuals, g):
     first = -1 if reverse else 0
     a_first = a[:, first] if varying else a
     if method == "inplace":
-        lam, da = _inplace_adjoint(a, x, h0, g, reverse)
+        lam, da = loops.inplace_adjoint(a, x, h0, g, reverse)
         return da, lam, a_first * lam[:, first]
     if method == "native":  # one fused pass: db, da and dh0
         db, da, dh0 = native.diag_adjoint(a, x, h0, g, reverse)
@@ -289,20 +171,51 @@ def _resolve_method(caller: str, method: str, batch: int, time: int, n: int,
                     native_refusal: str | None) -> str:
     """``method``, checked. ``native_refusal`` is None when the case is one the native
     kernels run, else why not (the end of the error for an explicit ``"native"``). For
-    ``"auto"``: ``"native"`` where it runs and :func:`lru.native.runs_here` (which says why
+    ``"auto"``: ``"native"`` where it runs and :func:`lru.kernels.native.runs_here` (which says why
     only there), else :func:`auto_method`'s choice. An unknown name raises a ValueError
     naming ``caller`` and the valid names."""
     if method == "auto":
         if native_refusal is None and native.runs_here():
-            return "native"
-        return auto_method(batch, time, n)
-    if method not in ALL_METHODS:
-        raise ValueError(
-            f"{caller}: unknown method {method!r}; choose one of {('auto',) + ALL_METHODS}"
-        )
-    if method == "native" and native_refusal is not None:
-        raise ValueError(f"{caller}: method 'native' {native_refusal}")
-    return method
+            ran = "native"
+        else:
+            ran = auto_method(batch, time, n)
+    else:
+        ran = check_method(method, f"{caller}: method")
+        if method == "native" and native_refusal is not None:
+            raise ValueError(f"{caller}: method 'native' {native_refusal}")
+    _note(caller, method, ran)
+    return ran
+
+
+# --------------------------------------------------------------------------- what ran
+
+#: The open :func:`recording` lists; :func:`_note` appends to each. ``_inner`` counts the
+#: calls made by another recurrence (planar_recurrence's complex path), which are not noted.
+_RECORDS: list[list[dict]] = []
+_inner = [0]
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect the method every recurrence call traced inside the block actually ran.
+
+    Yields a list that fills, in call order (a model's forward pass: its layers in order),
+    with ``{"call": "planar_recurrence", "requested": "auto", "ran": "native"}``; the
+    dense rungs' :func:`dense_recurrence` appears with ``"ran": "scan"``. Tracing is enough:
+    ``jax.eval_shape`` of a model's forward pass lists its layers' methods without running it.
+    """
+    calls: list[dict] = []
+    _RECORDS.append(calls)
+    try:
+        yield calls
+    finally:
+        _RECORDS.remove(calls)
+
+
+def _note(call: str, requested: str | None, ran: str) -> None:
+    if not _inner[0]:
+        for calls in _RECORDS:
+            calls.append({"call": call, "requested": requested, "ran": ran})
 
 
 def _check_inputs(a: Array, b: Array, h0: Array | None) -> None:
@@ -404,125 +317,12 @@ def bidirectional_recurrence(
 # --------------------------------------------------------------------------- planar layout
 
 
-def _rotate(re: Array, im: Array, a_re: Array, a_im: Array) -> tuple[Array, Array]:
-    """``a * (re + i im)`` as its real and imaginary parts."""
-    return a_re * re - a_im * im, a_im * re + a_re * im
-
-
-#: Time steps per iteration of the planar loops: one slice read and one written per block
-#: instead of per step (measured: 4.98 ms forward at 32 x 1024 x 2*128 against 6.70 ms one
-#: step at a time; 8 is no better).
-PLANAR_BLOCK = 4
-
-
-def _walk_blocks(length: int, reverse: bool, block_fn, carry, block: int = PLANAR_BLOCK):
-    """Call ``block_fn(start, size, carry) -> carry`` over time in processing order: blocks
-    of ``block`` steps, then the ``length % block`` steps left over (the last ones going
-    forwards, the first ones going backwards) one at a time."""
-    n_blocks, rest = divmod(length, block)
-
-    def blocks(j, carry):
-        return block_fn(length - (j + 1) * block if reverse else j * block, block, carry)
-
-    def singles(j, carry):
-        return block_fn(rest - 1 - j if reverse else n_blocks * block + j, 1, carry)
-
-    if n_blocks:
-        carry = lax.fori_loop(0, n_blocks, blocks, carry)
-    return lax.fori_loop(0, rest, singles, carry) if rest else carry
-
-
 def linear_method(method: str) -> str:
     """The :func:`linear_recurrence` method for a layer configured with a
     :func:`planar_recurrence` ``method``, on the layer's complex time-invariant reference
     path (e.g. its ``states()``), which ``"native"`` does not run: ``"auto"`` for
     ``"native"``, else ``method`` itself."""
     return "auto" if method == "native" else method
-
-
-def _planar_loop(a_re: Array, a_im: Array, b: Array, reverse: bool) -> Array:
-    """The in-place loop of :func:`_inplace_along` on ``[Re | Im]`` storage, over ``b``'s buffer.
-
-    The state is carried as two real halves; each iteration reads a block of
-    :data:`PLANAR_BLOCK` steps, walks it, and writes ``[Re | Im]`` back with one update.
-    """
-    length, n = b.shape[1], b.shape[2] // 2
-
-    def block_fn(start, size, carry):
-        h_re, h_im, out = carry
-        b_blk = lax.dynamic_slice_in_dim(out, start, size, axis=1)
-        x_blk = [None] * size
-        for s in (range(size - 1, -1, -1) if reverse else range(size)):
-            h_re, h_im = _rotate(h_re, h_im, a_re, a_im)
-            h_re, h_im = h_re + b_blk[:, s:s + 1, :n], h_im + b_blk[:, s:s + 1, n:]
-            x_blk[s] = jnp.concatenate([h_re, h_im], -1)
-        return h_re, h_im, lax.dynamic_update_slice_in_dim(out, jnp.concatenate(x_blk, 1),
-                                                            start, axis=1)
-
-    zero = jnp.zeros_like(b[:, :1, :n])
-    return _walk_blocks(length, reverse, block_fn, (zero, zero, b))[2]
-
-
-#: The walks :func:`_planar_walk` runs on ``[Re | Im]`` storage, by method name.
-_PLANAR_WALKS: dict[str, Callable[..., Array]] = {
-    "inplace": _planar_loop,
-    "pallas": pallas_planar,
-}
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _planar_walk(a_re: Array, a_im: Array, b: Array, reverse: bool, method: str) -> Array:
-    """A walk of :data:`_PLANAR_WALKS` (the XLA loop, or the Pallas kernel) with its adjoint
-    (:func:`_planar_walk_bwd`), which runs the same walk."""
-    return _PLANAR_WALKS[method](a_re, a_im, b, reverse)
-
-
-def _planar_walk_fwd(a_re, a_im, b, reverse, method):
-    x = _PLANAR_WALKS[method](a_re, a_im, b, reverse)
-    return x, (a_re, a_im, x)
-
-
-def _planar_walk_bwd(reverse, method, residuals, g):
-    """The adjoint ``lam_t = g_t + conj(a) lam_next(t)``: the same walk with ``conj(a)``, run
-    the other way over ``g`` (over its buffer, for the loop); then ``d a_re = sum Re(conj(lam)
-    x_prev)`` and ``d a_im = sum Im(conj(lam) x_prev)`` (the real gradients of the 2 x 2
-    rotation-scaling each complex multiply is) in one reduction over ``lam`` and ``x`` shifted
-    by a step, which runs on every core (measured: 2% faster in the training step than
-    summing them in the loop's carry)."""
-    a_re, a_im, x = residuals
-    n = x.shape[2] // 2
-    lam = _PLANAR_WALKS[method](a_re, -a_im, g, not reverse)
-    # x_prev_t: the state a multiplied going forward (zero before the first step)
-    edge = jnp.zeros_like(x[:, :1])
-    x_prev = (jnp.concatenate([x[:, 1:], edge], axis=1) if reverse
-              else jnp.concatenate([edge, x[:, :-1]], axis=1))
-    l_re, l_im, x_re, x_im = lam[..., :n], lam[..., n:], x_prev[..., :n], x_prev[..., n:]
-    return ((l_re * x_re + l_im * x_im).sum(axis=(0, 1)),
-            (l_im * x_re - l_re * x_im).sum(axis=(0, 1)), lam)
-
-
-_planar_walk.defvjp(_planar_walk_fwd, _planar_walk_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _planar_native(a_re: Array, a_im: Array, b: Array, mask: Array, reverse: bool) -> Array:
-    """The compiled kernel (:mod:`lru.native`), inputs masked inside it, with its fused
-    adjoint (``db = mask * lam`` and ``da`` in the same pass as ``lam``)."""
-    return native.planar_forward(a_re, a_im, b, mask, reverse)
-
-
-def _planar_native_fwd(a_re, a_im, b, mask, reverse):
-    x = native.planar_forward(a_re, a_im, b, mask, reverse)
-    return x, (a_re, a_im, x, mask)
-
-
-def _planar_native_bwd(reverse, residuals, g):
-    a_re, a_im, x, mask = residuals
-    db, da_re, da_im = native.planar_adjoint(a_re, a_im, x, g, mask, reverse)
-    return da_re, da_im, db, None
-
-
-_planar_native.defvjp(_planar_native_fwd, _planar_native_bwd)
 
 
 def planar_recurrence(
@@ -536,11 +336,11 @@ def planar_recurrence(
     producing ``[Re Bu | Im Bu]`` and whose output map is one real matmul reading
     ``[Re x | Im x]`` (the LRU) never packs or unpacks a complex array, forwards or backwards.
     With ``method="native"`` (``auto`` on CPU, where the kernel builds) a compiled kernel
-    (:mod:`lru.native`) walks each sequence in one pass over memory, forwards and
-    backwards, masking its inputs as it goes, with a fused adjoint (:func:`_planar_native`);
+    (:mod:`lru.kernels.native`) walks each sequence in one pass over memory, forwards and
+    backwards, masking its inputs as it goes, with a fused adjoint (:func:`lru.kernels.planar.planar_native`);
     with ``"inplace"`` (an XLA loop) and ``"pallas"`` (the chunked GPU kernel of
-    :mod:`lru.pallas_scan`) the walk runs on the real storage, its adjoint too
-    (:func:`_planar_walk`). The other methods pack the halves into complex numbers and run
+    :mod:`lru.kernels.pallas_scan`) the walk runs on the real storage, its adjoint too
+    (:func:`lru.kernels.planar.planar_walk`). The other methods pack the halves into complex numbers and run
     :func:`linear_recurrence`.
 
     Args:
@@ -576,15 +376,19 @@ def planar_recurrence(
     n = a.shape[0]
     if method == "native":
         mask = jnp.ones(b.shape[:2], bool) if mask is None else jnp.asarray(mask, bool)
-        return _planar_native(jnp.real(a), jnp.imag(a), b.astype(acc), mask,
+        return planar.planar_native(jnp.real(a), jnp.imag(a), b.astype(acc), mask,
                               reverse).astype(b.dtype)
     if mask is not None:
         b = jnp.where(mask[..., None], b, 0)
-    if method in _PLANAR_WALKS:
-        x = _planar_walk(jnp.real(a), jnp.imag(a), b.astype(acc), reverse, method)
+    if method in planar.PLANAR_WALKS:
+        x = planar.planar_walk(jnp.real(a), jnp.imag(a), b.astype(acc), reverse, method)
     else:
         bc = lax.complex(b[..., :n].astype(acc), b[..., n:].astype(acc))
-        xc = linear_recurrence(a, bc, reverse=reverse, method=method)
+        _inner[0] += 1  # one call, noted above as planar_recurrence
+        try:
+            xc = linear_recurrence(a, bc, reverse=reverse, method=method)
+        finally:
+            _inner[0] -= 1
         x = jnp.concatenate([jnp.real(xc), jnp.imag(xc)], axis=-1)
     return x.astype(b.dtype)
 
@@ -626,6 +430,7 @@ def dense_recurrence(
             f"{tuple(funcs)}"
         )
     f = funcs[activation]
+    _note("dense_recurrence", None, "scan")
     out_dtype = jnp.result_type(A.dtype, b.dtype)
     acc_dtype = jnp.result_type(out_dtype, jnp.float32)
     A_t = A.astype(acc_dtype).T

@@ -6,7 +6,7 @@ defaults). Overrides follow Hydra, e.g.::
     python -m lru.train task=listops task.data_dir=~/lra_release trainer=default
     python -m lru.train -m seed=0,1,2 ablation=ring,lru
 
-The app only wires Hydra to :func:`lru.loop.train`, which does the work.
+The app only wires Hydra to :func:`lru.training.loop.train`, which does the work.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lru.config import register
+from lru.training.config import register
 
 register()
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    from lru.cpu_allocator import tune_cpu_allocator
-    from lru.loop import train
-    from lru.sharding import initialize_distributed
+    from lru.kernels.cpu_allocator import tune_cpu_allocator
+    from lru.training.loop import train
+    from lru.training.sharding import initialize_distributed
 
     tune_cpu_allocator()
     # Hydra logs at INFO; JAX's backend probe ("Unable to initialize backend 'tpu'") is noise.

@@ -26,7 +26,7 @@ TASKS_OF = {"listops": "ListOps", "pathfinder": "Pathfinder"}
 def write_run(root: Path, name: str, *, task: str, model: str = "lru", rung: str | None = "lru",
               seed: int = 0, status: str = "finished", test_accuracy: float | None = None,
               summary: bool = True, d_model: int = 32) -> Path:
-    """A run folder as lru.loop.train leaves it: config.yaml and (unless not) summary.json."""
+    """A run folder as lru.training.loop.train leaves it: config.yaml and (unless not) summary.json."""
     folder = root / name
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(

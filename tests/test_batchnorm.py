@@ -1,4 +1,4 @@
-"""lru.batchnorm.batch_norm_train against Flax's nnx.BatchNorm (training mode, with a mask):
+"""lru.kernels.batchnorm.batch_norm_train against Flax's nnx.BatchNorm (training mode, with a mask):
 outputs, batch statistics and gradients (the hand-written backward against autodiff of
 Flax's code), and through MaskedNorm in a block."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lru.batchnorm import batch_norm_train
+from lru.kernels.batchnorm import batch_norm_train
 from lru.blocks import MaskedNorm, length_mask
 
 B, T, D = 3, 7, 5

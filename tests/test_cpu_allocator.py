@@ -1,4 +1,4 @@
-"""lru.cpu_allocator: a jitted computation's large buffers are reused, not faulted in again.
+"""lru.kernels.cpu_allocator: a jitted computation's large buffers are reused, not faulted in again.
 
 Each case runs in a fresh interpreter (the settings are process-wide, and JAX reads the
 dispatch setting when it creates its CPU client): a jitted function with a 64 MiB
@@ -19,7 +19,7 @@ import pytest
 PROBE = textwrap.dedent("""
     import json, resource, sys
     if sys.argv[1] == "tuned":
-        from lru.cpu_allocator import tune_cpu_allocator
+        from lru.kernels.cpu_allocator import tune_cpu_allocator
         assert tune_cpu_allocator()
     import jax, jax.numpy as jnp
     from jax._src import xla_bridge

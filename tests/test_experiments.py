@@ -1,5 +1,5 @@
 """Every experiment file under ``conf/experiment/`` composes, carries its values into the
-composed config, and trains two steps on tiny data through ``lru.loop.train``.
+composed config, and trains two steps on tiny data through ``lru.training.loop.train``.
 
 Experiments are discovered by globbing, so a new file is covered without editing this test.
 Each one is composed twice: as written (its values, the paper's numbers, are checked), and
@@ -23,13 +23,16 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import tasks
-from lru.config import register
-from lru.loop import train
+from lru.training.config import register
+from lru.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 EXPERIMENT_DIR = CONF / "experiment"
 register()
+
+#: Compile-bound: every test compiles its own programs (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("compile_fast")
 
 #: "lru/listops", "mini/pathfinder", ...: every experiment file, found by globbing.
 EXPERIMENTS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()

@@ -1,4 +1,4 @@
-"""lru.gelu.gelu: jax.nn.gelu's values, and gradients equal to its autodiff, over the range
+"""lru.kernels.gelu.gelu: jax.nn.gelu's values, and gradients equal to its autodiff, over the range
 GELU meets (and far beyond it, where the tanh saturates), in float32 and bfloat16."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lru.gelu import gelu
+from lru.kernels.gelu import gelu
 
 Z = np.concatenate([np.linspace(-12, 12, 2001), [-1e10, -1e4, -50.0, 0.0, 50.0, 1e4, 1e10]])
 

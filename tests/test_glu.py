@@ -1,5 +1,5 @@
-"""lru.glu: gated_linear_unit's hand-written VJP against autodiff of the plain two-product
-GLU, and residual_gated_linear_unit's compiled gate kernel (lru/native.py) against the XLA
+"""lru.kernels.glu: gated_linear_unit's hand-written VJP against autodiff of the plain two-product
+GLU, and residual_gated_linear_unit's compiled gate kernel (lru/kernels/native.py) against the XLA
 form: values, every gradient, many row chunks, saturated and NaN gates, bf16, vmap, and the
 residual block's choice of it."""
 
@@ -12,9 +12,9 @@ import pytest
 
 from flax import nnx
 
-from lru import native
+from lru.kernels import native
 from lru.blocks import ResidualBlock
-from lru.glu import gated_linear_unit, residual_gated_linear_unit
+from lru.kernels.glu import gated_linear_unit, residual_gated_linear_unit
 from test_models import Identity  # tests/ is on sys.path (rootdir-less test modules)
 from test_precision import dot_operand_dtypes
 
@@ -162,7 +162,7 @@ def test_native_residual_glu_under_vmap_equals_one_call_each():
 
 def test_method_is_checked_and_auto_keeps_to_xla_outside_float32():
     u, g, w, bias, _ = _residual_inputs((2, 3))
-    with pytest.raises(ValueError, match="unknown method 'fast'.*'auto', 'xla', 'native'"):
+    with pytest.raises(ValueError, match="method='fast' is not valid; choose one of \('auto', 'xla', 'native'\)"):
         residual_gated_linear_unit(u, g, w, bias, method="fast")
     with jax.enable_x64(True):
         u64, g64 = u.astype(jnp.float64), g.astype(jnp.float64)

@@ -1,5 +1,5 @@
 """Hawk, Griffin and the RG-LRU rung in the LRA harness (``lru.griffin.classifier``,
-``model=hawk|griffin|rg_lru`` through ``lru.loop``): padding never changes a prediction,
+``model=hawk|griffin|rg_lru`` through ``lru.training.loop``): padding never changes a prediction,
 the harness's own block keys are refused, the optimizer groups, and a short run on
 generated ListOps that learns well above the majority-class rate.
 """
@@ -15,10 +15,10 @@ import pytest
 from flax import nnx
 from hydra import compose, initialize_config_dir
 
-from lru.config import register
+from lru.training.config import register
 from lru.griffin.classifier import GriffinClassifier, GriffinDualClassifier
-from lru.loop import train
-from lru.optim import RECURRENT, param_labels
+from lru.training.loop import train
+from lru.training.optim import RECURRENT, param_labels
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 register()
@@ -73,7 +73,7 @@ def test_rglru_parameters_train_in_the_recurrent_group():
     assert {path[-1] for path, label in labels if label == RECURRENT} == {"a_param", "theta", "B"}
 
 
-# --------------------------------------------------------------------------- through lru.loop
+# --------------------------------------------------------------------------- through lru.training.loop
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import tasks
-from lru.config import register
-from lru.loop import start_training
+from lru.training.config import register
+from lru.training.loop import start_training
 
 REPO = Path(__file__).resolve().parents[1]
 register()

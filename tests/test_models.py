@@ -278,8 +278,8 @@ def test_bn_momentum_sets_the_running_average_weight():
 def test_bn_momentum_reaches_every_block_from_the_config():
     from hydra import compose, initialize_config_dir
 
-    from lru.config import register
-    from lru.loop import build_model
+    from lru.training.config import register
+    from lru.training.registry import build_model
     from tasks.base import TaskMeta
 
     register()

@@ -25,7 +25,7 @@ EXTRA = [f"trainer.steps={STEPS}", "trainer.log_every=1", "trainer.eval_every=3"
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from lru.loop import load_data
+    from lru.training.loop import load_data
 
     root = tmp_path_factory.mktemp("listops-data")
     load_data(compose_cfg(tiny_overrides(root, root / "unused")))  # generated once, here

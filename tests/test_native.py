@@ -1,4 +1,4 @@
-"""The compiled CPU kernels (lru/native.py): their build cache, what happens where they
+"""The compiled CPU kernels (lru/kernels/native.py): their build cache, what happens where they
 cannot be built, ``auto``'s choice, vmap, and the LRU layer on the planar scan kernel. The
 scan kernels' values and gradients against the Python loop (both directions, masks, every
 length) are in test_scan.py with the other methods; the GLU gate kernel's in test_glu.py."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lru import native
+from lru.kernels import native
 from lru.layers.lru import LRU
 from lru.scan import planar_recurrence
 

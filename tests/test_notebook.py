@@ -12,8 +12,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from nbclient import NotebookClient
 
-from lru.config import register
-from lru.loop import train
+from lru.training.config import register
+from lru.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "results" / "notebooks" / "lra_results.ipynb"

@@ -1,4 +1,4 @@
-"""Named optimizer groups (``lru.optim.ParamGroup``, ``optimizer.groups``).
+"""Named optimizer groups (``lru.training.optim.ParamGroup``, ``optimizer.groups``).
 
 The updates are checked against AdamW written out here in numpy (moments, bias
 correction, decoupled weight decay, the warmup-cosine schedule by its formula), step by
@@ -21,11 +21,12 @@ import pytest
 from flax import nnx
 from hydra import compose, initialize_config_dir
 
-from lru.config import register
+from lru.training.config import register
 from lru.layers import S4, S5
-from lru.loop import build_model, optimizer_settings
+from lru.training.loop import optimizer_settings
+from lru.training.registry import build_model
 from lru.models import Classifier
-from lru.optim import BASE, RECURRENT, OptimizerSettings, ParamGroup, make_optimizer, param_labels
+from lru.training.optim import BASE, RECURRENT, OptimizerSettings, ParamGroup, make_optimizer, param_labels
 from tasks.base import TaskMeta
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

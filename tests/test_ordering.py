@@ -1,4 +1,4 @@
-"""lru.ordering.after: values unchanged, dtypes kept, and a real data dependency on the
+"""lru.kernels.ordering.after: values unchanged, dtypes kept, and a real data dependency on the
 cotangent (what makes XLA schedule the work after it; the memory effect is checked in
 tests/test_memory_scaling.py::test_recompute_states_keeps_less)."""
 
@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lru.ordering import after
+from lru.kernels.ordering import after
 
 
 def test_values_and_dtypes_unchanged():

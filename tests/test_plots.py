@@ -1,4 +1,4 @@
-"""The ablation plots and ``lru.restore.load_model``: every plot writes a non-empty image from
+"""The ablation plots and ``lru.training.restore.load_model``: every plot writes a non-empty image from
 small synthetic inputs (and one tiny real run), a restored model is its checkpoint, and the
 state norms tell the paper's Section 3 story."""
 
@@ -20,9 +20,10 @@ from omegaconf import OmegaConf
 import tasks
 from ablations import plots
 from lru.analysis import layer_eigenvalues
-from lru.config import register
-from lru.loop import build_model, evaluate, load_data, make_eval_step, train
-from lru.restore import load_model
+from lru.training.config import register
+from lru.training.loop import evaluate, load_data, make_eval_step, train
+from lru.training.registry import build_model
+from lru.training.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
@@ -258,14 +259,16 @@ def test_heatmap_from_a_grid_and_from_a_sweep_of_runs(tmp_path):
             for seed in (0, 1):
                 run = write_run(tmp_path / f"lru-{r_min}-{r_max}-{seed}", seed=seed,
                                 r_min=r_min, r_max=r_max)
-                rows.append({"task": "listops", "label": "lru", "status": "finished",
+                rows.append({"task": "listops", "label": "lru", "seed": seed,
+                             "status": "finished",
                              "test_accuracy": r_max - r_min / 10 + seed / 100,
                              "run_dir": str(run)})
     # No ring on the unit-disk rungs: their r_min/r_max are not part of any grid.
     tanh = write_run(tmp_path / "tanh", rung="rnn_tanh")
-    rows.append({"task": "listops", "label": "rnn_tanh", "status": "finished",
+    rows.append({"task": "listops", "label": "rnn_tanh", "seed": 0, "status": "finished",
                  "test_accuracy": 0.3, "run_dir": str(tanh)})
-    rows.append({"task": "listops", "label": "lru", "status": "failed", "test_accuracy": None,
+    rows.append({"task": "listops", "label": "lru", "seed": 0, "status": "failed",
+                 "test_accuracy": None,
                  "run_dir": str(write_run(tmp_path / "failed", r_min=0.5, r_max=0.9))})
     runs = pd.DataFrame(rows)
     sweep = plots.sweep_grid(runs)

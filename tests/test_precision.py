@@ -15,9 +15,10 @@ from flax import nnx
 from hydra import compose, initialize_config_dir
 
 import tasks
-from lru.config import register, validate
+from lru.training.config import register, validate
+from lru.training.registry import LAYERS
 from lru.layers import LRU, S5
-from lru.loop import build_model
+from lru.training.registry import build_model
 from lru.precision import PRECISIONS, check_precision, matmul
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,13 +80,13 @@ def test_trainer_precision_bf16_reaches_every_matmul_of_the_model():
         cfg = compose(config_name="config", overrides=[
             "run_dir=unused", "trainer.precision=bf16", "model.d_model=16", "model.d_state=8",
             "model.n_layers=2"])
-    validate(cfg)
+    validate(cfg, LAYERS)
     meta = tasks.TaskMeta(name="listops", n_classes=10, max_length=32, vocab_size=16)
     model = build_model(cfg, meta)
     model.eval()  # BatchNorm reads its running statistics: nothing to write while tracing
     tokens = jnp.ones((2, 32), jnp.int32)
     dots = dot_operand_dtypes(lambda t: model(t, jnp.array([32, 20])), tokens)
-    # per block: B, C (LRU) and [W1 | W2] (the GLU's one product, lru.glu); plus the head
+    # per block: B, C (LRU) and [W1 | W2] (the GLU's one product, lru.kernels.glu); plus the head
     assert len(dots) == 2 * 3 + 1
     assert all(d == ("bfloat16", "bfloat16", "float32") for d in dots), dots
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
@@ -95,7 +96,7 @@ def test_bad_trainer_precision_is_rejected_with_the_key():
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["run_dir=unused", "trainer.precision=fp8"])
     with pytest.raises(ValueError, match=r"trainer.precision='fp8' is not valid; choose one of"):
-        validate(cfg)
+        validate(cfg, LAYERS)
 
 
 def test_bf16_on_a_model_without_it_is_an_error_not_a_silent_fp32_run():

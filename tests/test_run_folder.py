@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-import lru.checkpoints
-import lru.loop
-from lru.loop import ignored_settings, train
-from lru.runlock import LOCK_NAME, RunFolderLocked, RunLock
+import lru.training.checkpoints
+import lru.training.loop
+from lru.training.loop import train
+from lru.training.registry import ignored_settings
+from lru.training.runlock import LOCK_NAME, RunFolderLocked, RunLock
 from tests.test_train import (_comparable, compose_cfg, data_dir, read_metrics,  # noqa: F401
                               tiny_overrides)
 
@@ -64,7 +65,7 @@ def test_a_held_folder_refuses_a_second_run_and_names_the_holder(tmp_path, data_
 def test_the_lock_dies_with_its_process(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from lru.runlock import RunLock\n"
+                               "import sys, time; from lru.training.runlock import RunLock\n"
                                f"with RunLock({str(run)!r}):\n"
                                "    print('held', flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -180,7 +181,7 @@ def test_a_failed_save_fails_the_run_and_leaves_the_previous_checkpoint(tmp_path
     full = tmp_path / "full"
     assert train(compose_cfg(tiny_overrides(data_dir, full, 30) + overrides))["status"] == "finished"
 
-    real = lru.checkpoints.write_json
+    real = lru.training.checkpoints.write_json
 
     def disk_full_at_step_19(path, data):
         if Path(path).name == "19.json":
@@ -188,10 +189,10 @@ def test_a_failed_save_fails_the_run_and_leaves_the_previous_checkpoint(tmp_path
         return real(path, data)
 
     run = tmp_path / "run"
-    monkeypatch.setattr(lru.checkpoints, "write_json", disk_full_at_step_19)
+    monkeypatch.setattr(lru.training.checkpoints, "write_json", disk_full_at_step_19)
     summary = train(compose_cfg(tiny_overrides(data_dir, run, 30) + overrides))
     assert summary["status"] == "failed" and "No space left on device" in summary["reason"]
-    monkeypatch.setattr(lru.checkpoints, "write_json", real)
+    monkeypatch.setattr(lru.training.checkpoints, "write_json", real)
 
     with pytest.warns(UserWarning, match="step 19 does not restore"):
         resumed = train(compose_cfg(tiny_overrides(data_dir, run, 30) + overrides))
@@ -208,7 +209,7 @@ def test_starting_over_removes_the_old_runs_checkpoints(tmp_path, data_dir):
                               + ["trainer.resume=false"]))
     assert again["status"] == "finished" and again["steps"] == 20
     for name in ("latest", "best"):
-        saved = lru.checkpoints.Checkpoints(run / "checkpoints" / name)
+        saved = lru.training.checkpoints.Checkpoints(run / "checkpoints" / name)
         assert max(saved.steps()) <= 19, (name, saved.steps())  # no step of the first run
         saved.close()
 
@@ -261,7 +262,7 @@ def test_an_unwritable_run_folder_fails_before_data_or_compilation(tmp_path, dat
     def no_data(cfg):
         raise AssertionError("data loaded for an unwritable folder")
 
-    monkeypatch.setattr(lru.loop, "load_data", no_data)
+    monkeypatch.setattr(lru.training.loop, "load_data", no_data)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     summary = train(compose_cfg(tiny_overrides(data_dir, blocker / "run", 5)))
@@ -273,8 +274,8 @@ def test_a_full_disk_fails_before_data_or_compilation(tmp_path, data_dir, monkey
     def no_data(cfg):
         raise AssertionError("data loaded on a full disk")
 
-    monkeypatch.setattr(lru.loop, "load_data", no_data)
-    monkeypatch.setattr(lru.loop.shutil, "disk_usage",
+    monkeypatch.setattr(lru.training.loop, "load_data", no_data)
+    monkeypatch.setattr(lru.training.loop.shutil, "disk_usage",
                         lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
     summary = train(compose_cfg(tiny_overrides(data_dir, tmp_path / "run", 5)))
     assert summary["status"] == "failed" and "1 MiB free" in summary["reason"]

@@ -17,7 +17,7 @@ from flax import nnx
 
 from lru.layers.hippo import legs, legs_normal
 from lru.layers.s4 import S4
-from lru.optim import BASE, RECURRENT, param_labels
+from lru.training.optim import BASE, RECURRENT, param_labels
 
 BATCH, TIME, D_MODEL, D_STATE = 2, 16, 3, 8
 

@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 from lru.layers.s4d import INITS, S4D, init_eigenvalues
-from lru.optim import BASE, RECURRENT, param_labels
+from lru.training.optim import BASE, RECURRENT, param_labels
 
 BATCH, TIME, D_MODEL, D_STATE = 2, 12, 3, 8
 

@@ -303,7 +303,7 @@ def test_clip_eigs():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(discretization="euler"), r"discretization.*\('zoh', 'bilinear'\).*'euler'"),
+    (dict(discretization="euler"), r"discretization='euler' is not valid; choose one of \('zoh', 'bilinear'\)"),
     (dict(C_init="xavier"), r"C_init.*trunc_standard_normal.*lecun_normal.*complex_normal"),
     (dict(scan_method="fft"), r"scan_method.*auto.*sequential.*associative"),
     (dict(blocks=3), r"blocks.*divisor.*d_state=8"),

@@ -21,14 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lru import pallas_scan
-from lru.pallas_scan import pallas_recurrence
+from lru.kernels import pallas_scan
+from lru.kernels.loops import DEFAULT_CHUNK, PLANAR_BLOCK, chunked
+from lru.kernels.pallas_scan import pallas_recurrence
 from lru.scan import (
-    DEFAULT_CHUNK,
     METHODS,
     ALL_METHODS,
-    PLANAR_BLOCK,
-    _chunked,
     auto_method,
     dense_recurrence,
     linear_recurrence,
@@ -421,7 +419,7 @@ def small_chunk_results():
 
     def run(inputs):
         return [
-            _chunked(a, b, h0, r, chunk=c)
+            chunked(a, b, h0, r, chunk=c)
             for (c, _, r), (a, b, h0) in zip(SMALL_CHUNKS, inputs)
         ]
 
@@ -644,7 +642,7 @@ def test_bad_inputs_raise_value_error():
         linear_recurrence(a, b, h0=h0[0])
     with pytest.raises(ValueError, match=r"h0 must be \(batch, n\)"):
         linear_recurrence(a, b, h0=h0[:1])
-    with pytest.raises(ValueError, match=r"unknown method 'blelloch'") as info:
+    with pytest.raises(ValueError, match=r"method='blelloch' is not valid") as info:
         linear_recurrence(a, b, method="blelloch")
     for m in METHODS + ("auto",):
         assert repr(m) in str(info.value)
@@ -898,7 +896,7 @@ def test_planar_rejects_complex_b_and_unknown_method():
     a = jnp.full((N,), 0.5 + 0.1j, jnp.complex64)
     with pytest.raises(ValueError, match="got a complex b"):
         planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N), jnp.complex64))
-    with pytest.raises(ValueError, match="unknown method 'fast'"):
+    with pytest.raises(ValueError, match="method='fast' is not valid"):
         planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N)), method="fast")
     with pytest.raises(ValueError, match=r"mask must be \(batch, time\)"):
         planar_recurrence(a, jnp.zeros((BATCH, TIME, 2 * N)), mask=jnp.ones((TIME,), bool))

@@ -13,11 +13,11 @@ SCRIPT = textwrap.dedent("""
     import functools, sys, jax, jax.numpy as jnp, numpy as np, optax
     from flax import nnx
     from lru.layers import LRU
-    from lru.loop import make_train_step
+    from lru.training.loop import make_train_step
     from lru.models import Classifier
-    from lru.optim import OptimizerSettings, make_optimizer
+    from lru.training.optim import OptimizerSettings, make_optimizer
     from lru.scan import planar_recurrence
-    from lru.sharding import data_sharding, shard_batch
+    from lru.training.sharding import data_sharding, shard_batch
 
     assert jax.device_count() == 2, jax.devices()
     method = sys.argv[1]

@@ -13,8 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
-from lru.config import register
-from lru.loop import load_data
+from lru.training.config import register
+from lru.training.loop import load_data
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")

@@ -20,12 +20,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from lru.checkpoints import Checkpoints
-from lru.config import register
+from lru.training.checkpoints import Checkpoints
+from lru.training.config import register
 from lru.layers import LRU
-from lru.loop import train
+from lru.training.loop import train
 from lru.models import Classifier
-from lru.optim import BASE, RECURRENT, OptimizerSettings, make_optimizer, param_labels
+from lru.training.optim import BASE, RECURRENT, OptimizerSettings, make_optimizer, param_labels
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
@@ -93,11 +93,20 @@ def test_missing_data_names_the_path_and_check_command(tmp_path):
     assert "python -m tasks check listops" in summary["reason"]
 
 
-def test_short_run_learns_and_writes_its_files(tmp_path, data_dir):
+def test_short_run_learns_and_writes_its_files(tmp_path, data_dir, capsys):
     run = tmp_path / "run"
     cfg = compose_cfg(tiny_overrides(data_dir, run, steps=200) + ["trainer.eval_every=100"])
     summary = train(cfg)
     assert summary["status"] == "finished", summary.get("reason")
+    # what ran: said in the summary and the first log lines
+    ran = json.loads((run / "summary.json").read_text())["ran"]
+    assert (ran["backend"], ran["devices"], ran["processes"], ran["precision"]) == ("cpu", 1, 1, "fp32")
+    assert ran["fused_ops"] is True and ran["native_kernels"] is True
+    assert ran["native_kernels_unavailable"] is None
+    # one recurrence per layer (2), in order, auto resolved to the compiled kernel
+    assert ran["scan"] == [{"call": "planar_recurrence", "requested": "auto", "ran": "native"}] * 2
+    out = capsys.readouterr().out
+    assert "ran on cpu x1" in out and "planar_recurrence auto -> native (x2)" in out
     assert {"config.yaml", "metrics.jsonl", "summary.json", "checkpoints"} <= {
         p.name for p in run.iterdir()}
     on_disk = json.loads((run / "summary.json").read_text())
@@ -131,7 +140,8 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, da
     ckpt = Checkpoints(run / "checkpoints" / "latest")
     assert ckpt.latest_step() == 19  # the last good checkpoint, untouched
     model_cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "other", steps=20))
-    from lru.loop import build_model, load_data
+    from lru.training.loop import load_data
+    from lru.training.registry import build_model
 
     meta = load_data(model_cfg)["train"].meta
     model = build_model(model_cfg, meta)
@@ -285,9 +295,89 @@ def test_baselines_learn_in_a_short_run(model, tmp_path, data_dir):
 @pytest.mark.parametrize("layer", ["lru", "s5", "rg_lru"])
 def test_model_scan_method_reaches_every_layer_that_has_one(layer):
     import tasks
-    from lru.loop import make_mixer
+    from lru.training.registry import make_mixer
 
     cfg = compose_cfg(["run_dir=unused", f"model={layer}", "model.scan_method=sequential",
                        "model.d_model=8", "model.d_state=8"])
     meta = tasks.TaskMeta(name="listops", n_classes=10, max_length=16, vocab_size=16)
     assert make_mixer(cfg, meta).keywords["scan_method"] == "sequential"
+
+
+def test_without_native_kernels_the_run_warns_and_says_so(tmp_path, data_dir, monkeypatch):
+    from lru.kernels import native
+
+    monkeypatch.setattr(native, "_load", lambda: "no C++ compiler found (test)")
+    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=2) + ["model.n_layers=1"])
+    with pytest.warns(UserWarning, match="compiled CPU kernels .* unavailable: no C\\+\\+ compiler"):
+        summary = train(cfg)
+    assert summary["status"] == "finished", summary.get("reason")
+    assert summary["ran"]["native_kernels"] is False
+    assert summary["ran"]["native_kernels_unavailable"] == "no C++ compiler found (test)"
+    assert summary["ran"]["scan"] == [{"call": "planar_recurrence", "requested": "auto",
+                                       "ran": "inplace"}]
+
+
+def _poison_step(monkeypatch, bad_step: int):
+    """Make the loss of training step ``bad_step`` NaN: batches carry a per-example factor
+    (NaN at that step), and the forward pass multiplies the logits by it."""
+    import lru.training.loop as loop
+
+    real_batches, real_forward = loop.TrainBatches, loop._forward
+
+    class PoisonedBatches(real_batches):
+        def __call__(self, step):
+            batch = super().__call__(step)
+            n = len(batch["labels"])
+            batch["poison"] = np.full(n, np.nan if step == bad_step else 1.0, np.float32)
+            return batch
+
+    def forward(model, batch, dual):
+        logits = real_forward(model, batch, dual)
+        return logits * batch["poison"][:, None] if "poison" in batch else logits
+
+    monkeypatch.setattr(loop, "TrainBatches", PoisonedBatches)
+    monkeypatch.setattr(loop, "_forward", forward)
+    return loop
+
+
+def test_nan_read_at_intervals_stops_at_the_next_check_with_the_state_before_it(
+        tmp_path, data_dir, monkeypatch):
+    """The accelerator path (the guard read every log_every=10 steps): NaN at step 13 stops
+    the run at step 19, naming step 13; no checkpoint or log record is written after it."""
+    loop = _poison_step(monkeypatch, 13)
+    monkeypatch.setattr(loop, "nonfinite_check_every", lambda cfg: cfg.trainer.log_every)
+    run = tmp_path / "run"
+    summary = train(compose_cfg(tiny_overrides(data_dir, run, steps=40) + ["trainer.eval_every=10"]))
+    assert summary["status"] == "failed" and summary["steps"] == 13
+    assert "at step 13" in summary["reason"] and "found at step 19 (checked every 10" in summary["reason"]
+    assert max(r["step"] for r in read_metrics(run)) == 9
+    ckpt = Checkpoints(run / "checkpoints" / "latest")
+    assert ckpt.latest_step() == 9
+    ckpt.close()
+
+
+def test_the_step_keeps_the_state_before_the_first_bad_step(tmp_path, data_dir, monkeypatch):
+    """Steps 0-9 with NaN at step 6 end in the state that steps 0-5 reach."""
+    loop = _poison_step(monkeypatch, 6)
+    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=10))
+    data = loop.load_data(cfg)
+    batches = loop.TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed)
+
+    def run(n):
+        training = loop.start_training(cfg, data["train"].meta)
+        state, guard = training.state, loop.no_fault()
+        for step in range(n):
+            state, m = training.step(state, batches(step), step, guard)
+            guard = m["guard"]
+        return state, guard
+
+    poisoned, guard = run(10)
+    clean, clean_guard = run(6)
+    assert int(guard["step"]) == 6 and not np.isfinite(float(guard["loss"]))
+    assert int(clean_guard["step"]) == -1
+    def values(x):
+        return np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
+            x.dtype, jax.dtypes.prng_key) else x)
+
+    for a, b in zip(jax.tree.leaves(poisoned), jax.tree.leaves(clean)):
+        np.testing.assert_array_equal(values(a), values(b))

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lru.choices import check_choice
 from lru.griffin.blocks import ResidualBlock, RMSNorm
 from lru.griffin.model import griffin_pattern, hawk_pattern
 from lru.blocks import length_mask
@@ -61,12 +62,8 @@ class GriffinBackbone(nnx.Module):
                  scan_method: str = "auto", vocab_size: int | None = None,
                  d_input: int | None = None, pooling: str = "mean", dropout: float = 0.0,
                  bidirectional: bool = False, rngs: nnx.Rngs):
-        if pattern not in PATTERNS:
-            raise ValueError(f"GriffinBackbone: unknown pattern {pattern!r}; choose one of "
-                             f"{tuple(PATTERNS)}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"GriffinBackbone: unknown pooling {pooling!r}; choose one of "
-                             f"{POOLINGS}")
+        check_choice("pattern", pattern, PATTERNS)
+        check_choice("pooling", pooling, POOLINGS)
         if d_model % num_heads or d_state % num_heads:
             raise ValueError(f"GriffinBackbone: num_heads={num_heads} must divide d_model="
                              f"{d_model} and d_state={d_state} (the RNN width); set "

@@ -112,7 +112,7 @@ class LRU(nnx.Module):
     """
 
     #: Parameters the paper trains at ``lr * recurrent_lr_factor`` without weight decay
-    #: (Appendix D: nu, theta, gamma and B); :mod:`lru.optim` reads this.
+    #: (Appendix D: nu, theta, gamma and B); :mod:`lru.training.optim` reads this.
     RECURRENT_PARAMS = frozenset({"nu_log", "theta_log", "gamma_log", "B_re", "B_im",
                                   "nu", "theta", "Lambda_re", "Lambda_im", "A", "B"})
 

@@ -9,8 +9,8 @@ runs the complex recurrence on those halves (once per direction), and
 array is packed or unpacked, forwards or backwards.
 
 With ``recompute=True`` the backward pass keeps only the map's inputs and computes ``B u``
-and the states again (:func:`_recomputed_readout`): the states are ``2n / d`` arrays of the
-layer's input size per direction, the largest thing a training step keeps.
+and the states again (:func:`lru.kernels.ops.recompute`): the states are ``2n / d`` arrays
+of the layer's input size per direction, the largest thing a training step keeps.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lru.ordering import after
-from lru.projection import project
+from lru.kernels import ops
 from lru.scan import planar_recurrence
 
 Array = jax.Array
@@ -49,16 +48,17 @@ def planar_readout(u: Array, w_in: Array, a: Array, c_re: Array, c_im: Array, *,
     Returns:
       ``(b, t, d)``.
     """
+    readout = functools.partial(_readout, bidirectional=bidirectional, method=method,
+                                precision=precision)
     if recompute:
-        return _recomputed_readout(u, w_in, a, c_re, c_im, mask, bidirectional, method,
-                                   precision)
-    return _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision)
+        return ops.recompute(readout, (u, w_in, a, c_re, c_im), (mask,))
+    return readout(u, w_in, a, c_re, c_im, mask)
 
 
-def _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision):
-    """:func:`planar_readout`'s computation, arguments in order."""
+def _readout(u, w_in, a, c_re, c_im, mask, *, bidirectional, method, precision):
+    """:func:`planar_readout`'s computation."""
     with jax.named_scope("B"):  # named scopes label the ops in profiles (bench/profile_step.py)
-        bu = project(u, w_in, precision)  # (b, t, 2n): [Re | Im]
+        bu = ops.project(u, w_in, precision)  # (b, t, 2n): [Re | Im]
     with jax.named_scope("recurrence"):
         xs = [planar_recurrence(a, bu, mask=mask, reverse=reverse, method=method)
               for reverse in ((False, True) if bidirectional else (False,))]
@@ -69,32 +69,5 @@ def _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision):
         # step's temporaries: 9.1 -> 6.1 GiB at batch 8; docs/performance.md).
         d, n = c_re.shape[0], a.shape[0]
         c = jnp.stack([c_re.reshape(d, len(xs), n), -c_im.reshape(d, len(xs), n)], axis=2)
-        return sum(project(x, c[:, i].reshape(d, 2 * n), precision) for i, x in enumerate(xs))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
-def _recomputed_readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision):
-    """:func:`_readout` whose backward pass recomputes its states from the saved inputs."""
-    return _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision)
-
-
-def _recomputed_fwd(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision):
-    y = _readout(u, w_in, a, c_re, c_im, mask, bidirectional, method, precision)
-    return y, (u, w_in, a, c_re, c_im, mask)
-
-
-def _recomputed_bwd(bidirectional, method, precision, saved, g):
-    u, w_in, a, c_re, c_im, mask = saved
-    # Started as soon as their inputs exist (as XLA:CPU did with jax.checkpoint, or with an
-    # optimisation barrier: the step's planned memory *grew*, 1.48 -> 1.54 GiB), all layers'
-    # recomputations would be alive at once at the top of the backward pass; reading the
-    # cotangent first makes each wait for its layer's turn.
-    w_in, a = after(g, w_in, a)
-    _, vjp = jax.vjp(
-        lambda u, w_in, a, c_re, c_im: _readout(u, w_in, a, c_re, c_im, mask, bidirectional,
-                                                method, precision),
-        u, w_in, a, c_re, c_im)
-    return (*vjp(g), None)
-
-
-_recomputed_readout.defvjp(_recomputed_fwd, _recomputed_bwd)
+        return sum(ops.project(x, c[:, i].reshape(d, 2 * n), precision)
+                   for i, x in enumerate(xs))

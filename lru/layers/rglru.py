@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lru.scan import ALL_METHODS, linear_recurrence
+from lru.scan import check_method, linear_recurrence
 
 Array = jax.Array
 
@@ -191,16 +191,14 @@ class RGLRU(nnx.Module):
       rngs: parameter RNG streams.
     """
 
-    #: Trained like the LRU's eigenvalue parameters (:mod:`lru.optim`'s recurrent group).
+    #: Trained like the LRU's eigenvalue parameters (:mod:`lru.training.optim`'s recurrent group).
     RECURRENT_PARAMS = frozenset({"a_param", "theta"})
 
     def __init__(self, width: int, *, num_blocks: int = 1, c: float = C_DEFAULT,
                  complex: bool = False, r_min: float = 0.9, r_max: float = 0.999,
                  ring: str = "a", max_phase: float = 2 * np.pi, scan_method: str = "auto",
                  rngs: nnx.Rngs):
-        if scan_method not in ("auto",) + ALL_METHODS:
-            raise ValueError(f"RGLRU: unknown scan_method {scan_method!r}; choose one of "
-                             f"{('auto',) + ALL_METHODS}")
+        check_method(scan_method)
         if complex and width % 2:
             raise ValueError(f"RGLRU: complex=True reads the input's halves as real and "
                              f"imaginary parts, so width must be even; got {width}")

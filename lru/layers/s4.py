@@ -99,7 +99,7 @@ class S4(nnx.Module):
 
     #: Parameters the reference registers at the SSM learning rate with weight decay 0:
     #: ``dt``, ``A`` (``Lambda_re``, ``Lambda_im`` and ``P``) and ``B``. ``C`` (``C~``) and
-    #: ``D`` train with everything else. :mod:`lru.optim` reads this.
+    #: ``D`` train with everything else. :mod:`lru.training.optim` reads this.
     RECURRENT_PARAMS = frozenset({"Lambda_re", "Lambda_im", "P", "B", "log_dt"})
 
     def __init__(

@@ -104,7 +104,7 @@ class S4D(nnx.Module):
     #: The SSM parameters the reference registers with their own learning rate and zero
     #: weight decay (``Kernel.register(name, tensor, lr, wd=0.0)``: dt and A; B too in the
     #: full kernel, but B is fixed here). ``C`` and ``D`` are ordinary parameters (the
-    #: reference gives ``C`` the global lr and weight decay). :mod:`lru.optim` reads this.
+    #: reference gives ``C`` the global lr and weight decay). :mod:`lru.training.optim` reads this.
     RECURRENT_PARAMS = frozenset({"log_dt", "log_A_real", "A_imag"})
 
     def __init__(

@@ -36,7 +36,8 @@ from scipy.linalg import block_diag
 from lru.layers.hippo import legs_normal
 from lru.layers.planar import planar_readout
 from lru.precision import check_precision, matmul
-from lru.scan import ALL_METHODS, bidirectional_recurrence, linear_method
+from lru.choices import check_choice
+from lru.scan import bidirectional_recurrence, check_method, linear_method
 
 Array = jax.Array
 
@@ -44,11 +45,6 @@ DISCRETIZATIONS = ("zoh", "bilinear")
 C_INITS = ("trunc_standard_normal", "lecun_normal", "complex_normal")
 #: Lambda_re is clipped to at most this in the forward pass when ``clip_eigs=True``.
 CLIP_EIGS_MAX = -1e-4
-
-
-def _choice(name: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"S5: {name} must be one of {allowed}; got {value!r}")
 
 
 def _to_re_im(z: np.ndarray) -> jax.Array:
@@ -119,7 +115,7 @@ class S5(nnx.Module):
     #: there as here. S5's other ``--opt_config`` variants and ``--dt_global`` (which leaves
     #: this layer unchanged and moves ``log_step`` to the base learning rate with weight
     #: decay) are optimizer groups of the experiment configs (``optimizer.groups``).
-    #: :mod:`lru.optim` reads this.
+    #: :mod:`lru.training.optim` reads this.
     RECURRENT_PARAMS = frozenset({"Lambda_re", "Lambda_im", "B", "log_step"})
 
     def __init__(
@@ -142,9 +138,9 @@ class S5(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.precision = check_precision(precision)
-        _choice("discretization", discretization, DISCRETIZATIONS)
-        _choice("C_init", C_init, C_INITS)
-        _choice("scan_method", scan_method, ("auto",) + ALL_METHODS)
+        check_choice("discretization", discretization, DISCRETIZATIONS)
+        check_choice("C_init", C_init, C_INITS)
+        check_method(scan_method)
         if d_model < 1 or d_state < 1:
             raise ValueError(f"S5: d_model and d_state must be >= 1; got {d_model}, {d_state}")
         if blocks < 1 or d_state % blocks:

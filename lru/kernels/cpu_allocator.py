@@ -37,6 +37,8 @@ import functools
 
 import jax
 
+from lru.kernels.backend import cpu_expected
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 #: The largest threshold mallopt takes (its argument is a C int): just under 2 GiB.
@@ -48,9 +50,14 @@ def tune_cpu_allocator(threshold_bytes: int = _MAX_THRESHOLD) -> bool:
     """Serve blocks below ``threshold_bytes`` from the heap, never trim it eagerly, and run
     CPU computations on the calling thread (whose arena can hold a step's buffers).
 
+    Applies only where JAX will compute on the CPU (:func:`lru.kernels.backend.cpu_expected`),
+    where the settings were measured; on a GPU or TPU host it changes nothing.
+
     Returns True when the malloc settings took effect (glibc), False where there is nothing
-    to tune (another C library, or no ``mallopt``). Safe to call more than once.
+    to tune (not a CPU run, another C library, or no ``mallopt``). Safe to call more than once.
     """
+    if not cpu_expected():
+        return False
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     name = ctypes.util.find_library("c")
     if name is None:

@@ -5,7 +5,7 @@ barriers before it schedules. Backward-pass work that depends only on forward va
 derivative of the input, a recomputation from saved inputs) is then done during the forward
 pass, and its result kept until the backward pass needs it, which is the memory a
 hand-written VJP meant to save. With :func:`after`, that work reads one element of the
-cotangent first, so it cannot start before the cotangent exists. Used by :mod:`lru.gelu` and
+cotangent first, so it cannot start before the cotangent exists. Used by :mod:`lru.kernels.gelu` and
 :mod:`lru.layers.planar` (``tests/test_memory_scaling.py`` fails without it).
 """
 

@@ -1,4 +1,4 @@
-// Linear recurrences as XLA FFI handlers for the CPU (lru/native.py builds this file and
+// Linear recurrences as XLA FFI handlers for the CPU (lru/kernels/native.py builds this file and
 // registers them). The first pair is the LRU's (and S5's) complex time-invariant
 // recurrence on real [Re | Im] storage:
 //

@@ -1,4 +1,4 @@
-"""Compiled CPU kernels (``lru/csrc/``) called through ``jax.ffi``: the build, the cache, the
+"""Compiled CPU kernels (``lru/kernels/csrc/``) called through ``jax.ffi``: the build, the cache, the
 registration, and a thin wrapper per kernel.
 
 * ``scan_kernels.cc``: ``method="native"`` of :func:`lru.scan.planar_recurrence` (the LRU's
@@ -9,7 +9,7 @@ registration, and a thin wrapper per kernel.
   walks each sequence over time in one pass over memory, its states in L1, the rows shared
   out over XLA's intra-op threads (``bench/scan.py``).
 * ``gate_kernels.cc``: the full GLU's gate with the residual skip around it
-  (:func:`lru.glu.residual_gated_linear_unit`), forward and backward each in one pass, where
+  (:func:`lru.kernels.glu.residual_gated_linear_unit`), forward and backward each in one pass, where
   XLA:CPU made two and three passes of them (``docs/performance.md``).
 
 The library is built on first use with the system's C++ compiler (``$CXX``, else ``c++``
@@ -41,6 +41,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import jaxlib
+
+from lru.kernels.backend import single_cpu_device
 
 Array = jax.Array
 
@@ -108,7 +110,7 @@ def _build(cxx: str) -> Path:
             return lib
         os.unlink(tmp)
         errors.append(f"$ {' '.join(cmd)}\n{done.stderr.strip()[-2000:]}")
-    raise NativeUnavailable("compiling lru/csrc failed:\n" + "\n".join(errors))
+    raise NativeUnavailable("compiling lru/kernels/csrc failed:\n" + "\n".join(errors))
 
 
 #: The loaded library, once its handlers are registered: XLA keeps one handler per name
@@ -140,18 +142,24 @@ def available() -> bool:
     return _load() is None
 
 
+def unavailable_reason() -> str | None:
+    """Why the kernels cannot run here (building them on the first call), or None."""
+    return _load()
+
+
 def runs_here() -> bool:
-    """Whether ``"auto"`` choices take the kernels: the default backend is the CPU, with a
-    single device (XLA's partitioner cannot split a custom call: on a mesh it would gather
-    the whole batch onto every device for it), and the kernels are available."""
-    return jax.default_backend() == "cpu" and jax.device_count() == 1 and available()
+    """Whether ``"auto"`` choices take the kernels: on a single CPU device
+    (:func:`lru.kernels.backend.single_cpu_device`; XLA's partitioner cannot split a custom
+    call: on a mesh it would gather the whole batch onto every device for it), where the
+    kernels are available."""
+    return single_cpu_device() and available()
 
 
 def require() -> None:
     """Raise :class:`NativeUnavailable`, saying why, unless the kernels are available."""
     reason = _load()
     if reason is not None:
-        raise NativeUnavailable(f"the compiled CPU kernels (lru/native.py) are unavailable: "
+        raise NativeUnavailable(f"the compiled CPU kernels (lru/kernels/native.py) are unavailable: "
                                 f"{reason}. Use method='auto' or an XLA method instead.")
 
 

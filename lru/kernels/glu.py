@@ -17,7 +17,7 @@ by hand instead, so each direction is one wide product:
 The residuals are ``g`` and ``a``, as autodiff of the plain form would keep.
 
 :func:`residual_gated_linear_unit` adds the residual block's skip, ``u + GLU(g)``. On a
-single CPU device its elementwise work runs in a compiled kernel (:mod:`lru.native`:
+single CPU device its elementwise work runs in a compiled kernel (:mod:`lru.kernels.native`:
 ``u + a_1 * sigmoid(a_2)`` in one pass forwards, ``D`` and ``d[b1 | b2]`` in one pass
 backwards), where XLA:CPU made two passes forwards and three backwards plus a reduction
 for the bias: 2-4% of the LRU training step (``docs/performance.md``).
@@ -30,7 +30,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lru import native
+from lru.choices import check_choice
+from lru.kernels import native
 from lru.precision import matmul
 
 Array = jax.Array
@@ -95,14 +96,12 @@ def residual_gated_linear_unit(u: Array, g: Array, w: Array, bias: Array,
       g, w, bias, precision: as :func:`gated_linear_unit`.
       method: ``"xla"`` (``u +`` :func:`gated_linear_unit`), ``"native"`` (the gate and the
         skip in the compiled kernel; float32 ``u`` and ``g``), or ``"auto"``: ``"native"``
-        where the kernels run (:func:`lru.native.runs_here`) and the inputs are float32.
+        where the kernels run (:func:`lru.kernels.native.runs_here`) and the inputs are float32.
 
     Returns:
       ``(..., d)``.
     """
-    if method not in GATE_METHODS:
-        raise ValueError(f"residual_gated_linear_unit: unknown method {method!r}; choose one "
-                         f"of {GATE_METHODS}")
+    check_choice("residual_gated_linear_unit: method", method, GATE_METHODS)
     float32 = u.dtype == jnp.float32 and g.dtype == jnp.float32
     if method == "auto":
         method = "native" if float32 and native.runs_here() else "xla"

@@ -10,16 +10,19 @@ key and the allowed values.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+import tasks
 from lru.blocks import GLU_VARIANTS, NORMS
+from lru.choices import check_choice
 from lru.ladder import RUNG_NAMES
 from lru.models import POOLINGS
 from lru.precision import PRECISIONS
-from lru.scan import ALL_METHODS
+from lru.scan import SCAN_METHODS
 
 
 @dataclasses.dataclass
@@ -41,7 +44,7 @@ class TaskConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    layer: str = "lru"  # one of LAYERS (lru.loop)
+    layer: str = "lru"  # one of LAYERS (lru.training.loop)
     d_model: int = 128  # H
     d_state: int = 256  # N
     n_layers: int = 4
@@ -69,7 +72,7 @@ class AblationConfig:
 
 @dataclasses.dataclass
 class ParamGroupConfig:
-    """Parameters with their own learning rate and weight decay (``lru.optim.ParamGroup``)."""
+    """Parameters with their own learning rate and weight decay (``lru.training.optim.ParamGroup``)."""
 
     # Leaf names ("B") or dotted path suffixes ("mixer.B") of the parameters in the group.
     params: list[str] = MISSING
@@ -86,7 +89,7 @@ class OptimizerConfig:
     b2: float = 0.999
     grad_clip: float = 0.0  # global-norm clipping; 0 = off
     # Named groups that take the parameters they name out of the default 'recurrent' and
-    # 'base' groups (lru/optim.py); e.g. {B: {params: [B], lr_factor: 1.0}}.
+    # 'base' groups (lru/training/optim.py); e.g. {B: {params: [B], lr_factor: 1.0}}.
     groups: dict[str, ParamGroupConfig] = dataclasses.field(default_factory=dict)
 
 
@@ -148,9 +151,9 @@ CHOICES = {
     "model.norm": NORMS,
     "model.glu": GLU_VARIANTS,
     "model.pooling": POOLINGS,
-    # "native": the compiled CPU kernels (lru/native.py) of the LRU's and S5's recurrence
+    # "native": the compiled CPU kernels (lru/kernels/native.py) of the LRU's and S5's recurrence
     # and the RG-LRU's real one; a case they do not run is refused with its own message
-    "model.scan_method": ("auto",) + ALL_METHODS,
+    "model.scan_method": SCAN_METHODS,
     "ablation.rung": RUNG_NAMES,
     "schedule.name": ("cosine", "constant"),
     "trainer.precision": PRECISIONS,
@@ -189,16 +192,13 @@ def upgrade(written: DictConfig) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(Config), written)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check the values with closed sets of choices; a ValueError names key and choices."""
-    from lru.loop import LAYERS
-    import tasks
-
-    choices = {**CHOICES, "model.layer": tuple(LAYERS), "task.name": tasks.TASK_NAMES}
+def validate(cfg: DictConfig, layers: Collection[str]) -> None:
+    """Check the values with closed sets of choices (:data:`CHOICES`, ``model.layer`` among
+    ``layers``, the registry's names, and ``task.name``) and the numeric ranges; a
+    ValueError names the key and the valid values (:func:`lru.choices.check_choice`)."""
+    choices = {**CHOICES, "model.layer": tuple(layers), "task.name": tasks.TASK_NAMES}
     for key, allowed in choices.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            raise ValueError(f"{key}={value!r} is not valid; choose one of {tuple(allowed)}")
+        check_choice(key, OmegaConf.select(cfg, key), allowed)
     positive = ["trainer.steps", "trainer.batch_size", "trainer.eval_batch_size",
                 "trainer.eval_every", "trainer.log_every", "model.d_model", "model.d_state",
                 "model.n_layers"]

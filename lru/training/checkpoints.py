@@ -20,8 +20,8 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from lru.runfiles import write_json
-from lru.sharding import is_writer
+from lru.training.runfiles import write_json
+from lru.training.sharding import is_writer
 
 # Orbax reports every save step by step at INFO level; keep its warnings only.
 logging.getLogger("absl").setLevel(logging.WARNING)

@@ -1,5 +1,5 @@
 // The GLU's gate and the residual skip around it, as XLA FFI handlers for the CPU
-// (lru/native.py builds this file with scan_kernels.cc and registers them):
+// (lru/kernels/native.py builds this file with scan_kernels.cc and registers them):
 //
 //   forward:   out = u + (a1 + b1) * sigmoid(a2 + b2)
 //   backward:  da1 = dout * s,  da2 = dout * (a1 + b1) * s * (1 - s),  s = sigmoid(a2 + b2),

@@ -4,8 +4,11 @@ One jitted, functional step: the model is split once into ``(graphdef, params, r
 the step is a pure function of that state (donated), the batch and the step number, from
 which the dropout RNG is folded, so a run is a pure function of ``(config, seed)`` and a
 resumed run repeats an uninterrupted one exactly. A step whose loss or gradients are not
-finite leaves the state untouched and stops the run, naming the step; the last good
-checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop cleanly.
+finite leaves the state untouched, and so does every step after it (the step's ``guard``
+remembers the first bad one on the device); the loop reads the guard every
+:func:`nonfinite_check_every` steps and stops the run there, naming the bad step, with the
+state before it; the last good checkpoint stays. SIGTERM/SIGINT save a checkpoint and stop
+cleanly.
 """
 
 from __future__ import annotations
@@ -13,14 +16,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import inspect
 import json
 import shutil
 import signal
 import time
 import traceback
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +35,17 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import tasks
-from lru.batching import TrainBatches, eval_batches
-from lru.checkpoints import Checkpoints, restore_newest
-from lru.config import ModelConfig, upgrade, validate
-from lru.griffin.classifier import GriffinBackbone, GriffinClassifier, GriffinDualClassifier
-from lru.ladder import get_rung
-from lru.layers import LRU, S4, S4D, S5, RGLRULayer
-from lru.layers.lru import UNIT_DISK
-from lru.models import Classifier, DualClassifier
-from lru.optim import OptimizerSettings, ParamGroup, make_optimizer
-from lru.runfiles import MetricsLog, write_atomic, write_json
-from lru.runlock import RunFolderLocked, RunLock
-from lru.sharding import (check_divisible, data_sharding, is_writer, replicate, shard_batch,
-                          sync_processes)
+from lru.training.batching import TrainBatches, eval_batches
+from lru.training.checkpoints import Checkpoints, restore_newest
+from lru.training.config import upgrade, validate
+from lru.training.optim import OptimizerSettings, ParamGroup, make_optimizer
+from lru.training.runfiles import MetricsLog, write_atomic, write_json
+from lru.training import what_ran
+from lru.training.runlock import RunFolderLocked, RunLock
+from lru.training.registry import LAYERS, build_model, check_given
+from lru.training.sharding import (check_divisible, data_sharding, is_writer, replicate,
+                                   shard_batch, sync_processes)
 
-#: Sequence layers selectable as ``model.layer``: mixers inside the harness's residual block,
-#: or whole backbones with their own residual blocks (:data:`BACKBONES`).
-LAYERS = {"lru": LRU, "rg_lru": RGLRULayer, "s4": S4, "s4d": S4D, "s5": S5,
-          "hawk": GriffinBackbone, "griffin": GriffinBackbone}
-#: ``model.layer`` values that are whole backbones (Hawk/Griffin, lru.griffin.classifier).
-BACKBONES = ("hawk", "griffin")
-#: Arguments a backbone takes from the model config's own keys, not from layer_options.
-BACKBONE_ARGS = {"self", "d_model", "d_state", "n_layers", "pattern", "scan_method",
-                 "vocab_size", "d_input", "pooling", "dropout", "bidirectional", "rngs"}
-#: Keys of the harness's residual block, which Hawk/Griffin's own blocks do not read.
-HARNESS_BLOCK_KEYS = ("norm", "bn_momentum", "prenorm", "glu")
-#: The LRU's ring settings (``model.*``), read by the rungs with ring initialisation.
-RING_KEYS = ("model.r_min", "model.r_max", "model.max_phase")
-#: Run settings handed to the layers whose constructors take them (config key -> argument).
-LAYER_SETTINGS = {"model.scan_method": "scan_method", "trainer.recompute_states": "recompute_states"}
 #: Free space a run folder's disk must have before a run starts (checkpoints of the
 #: mini-suite's models take a few MiB; the LRU paper's largest, about 100 MiB for 4 kept).
 MIN_FREE_BYTES = 256 * 2**20
@@ -97,141 +81,6 @@ def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
                              f"--data-dir {data_dir}") from None
 
 
-def make_mixer(cfg: DictConfig, meta: tasks.TaskMeta) -> functools.partial:
-    """``mixer(rngs=...)`` building one sequence layer of ``cfg.model``.
-
-    The LRU takes its rung (``cfg.ablation.rung``) and ring from ``cfg.model``; every layer
-    that has them takes ``model.scan_method``, ``trainer.precision`` and
-    ``trainer.recompute_states``; otherwise a layer takes ``cfg.model.layer_options`` as
-    keyword arguments, checked against its constructor so that a misspelt option names
-    itself. A layer whose kernel depends on a maximum length (S4's ``l_max``) gets the
-    task's unless the options set it, so that padding never changes an output.
-    """
-    m = cfg.model
-    layer = LAYERS[m.layer]
-    options = layer_options(m, {"self", "d_model", "d_state", "bidirectional", "rngs",
-                                "precision", "recompute_states"})
-    accepted = set(inspect.signature(layer.__init__).parameters)
-    if "precision" in accepted:  # the layer's own matmuls follow trainer.precision
-        options["precision"] = cfg.trainer.precision
-    if "recompute_states" in accepted:  # a memory setting of the run, like precision
-        options["recompute_states"] = cfg.trainer.recompute_states
-    if "l_max" in accepted and options.get("l_max") is None:
-        options["l_max"] = meta.max_length
-    if "scan_method" in accepted:  # layer_options may still name one for this layer alone
-        options = {"scan_method": m.scan_method, **options}
-    if m.layer == "lru":
-        ring = (m.r_min, m.r_max, m.max_phase)
-        if not get_rung(cfg.ablation.rung).ring_init:
-            ring = (0.0, 1.0, UNIT_DISK[2])  # rungs before 'ring' initialise on the unit disk
-        options = {"r_min": ring[0], "r_max": ring[1], "max_phase": ring[2],
-                   "rung": cfg.ablation.rung, **options}
-    return functools.partial(layer, m.d_model, m.d_state, bidirectional=m.bidirectional,
-                             **options)
-
-
-def layer_options(m: DictConfig, fixed: set[str]) -> dict[str, Any]:
-    """``m.layer_options`` as a dict, checked against ``LAYERS[m.layer]``'s constructor.
-
-    ``fixed``: constructor arguments that come from elsewhere, never from the options.
-    """
-    options = OmegaConf.to_container(m.layer_options, resolve=True)
-    allowed = sorted(set(inspect.signature(LAYERS[m.layer].__init__).parameters) - fixed)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"model.layer_options: {unknown} are not options of "
-                         f"model.layer={m.layer!r}; its options are {allowed}")
-    return options
-
-
-def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
-    """A Hawk or Griffin classifier (``model.layer`` in :data:`BACKBONES`).
-
-    ``model.d_state`` is the RG-LRU's width (``D_RNN``); ``layer_options`` are the
-    backbone's (heads, MLP expansion, attention window, ...).
-    """
-    m = cfg.model
-    for key in HARNESS_BLOCK_KEYS:
-        default = getattr(ModelConfig, key)
-        if m[key] != default:
-            raise ValueError(f"model.{key}={m[key]!r} does not apply to model.layer={m.layer!r}, "
-                             f"whose residual blocks are Griffin's (RMSNorm, GeGLU MLP); leave "
-                             f"model.{key} at its default {default!r}")
-    if cfg.trainer.precision != "fp32":
-        raise ValueError(f"trainer.precision={cfg.trainer.precision!r} is not implemented for "
-                         f"model.layer={m.layer!r} (its Griffin blocks compute in float32); use "
-                         f"trainer.precision=fp32, or a layer that takes it (lru, s5)")
-    options = layer_options(m, BACKBONE_ARGS)
-    inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
-    cls = GriffinDualClassifier if meta.dual else GriffinClassifier
-    return cls(m.d_model, m.d_state, m.n_layers, meta.n_classes, pattern=m.layer,
-               scan_method=m.scan_method, pooling=m.pooling, dropout=m.dropout,
-               bidirectional=m.bidirectional, rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1),
-               **inputs, **options)
-
-
-def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
-    """The classifier ``cfg.model`` describes, with the rung ``cfg.ablation.rung`` (LRU)."""
-    m = cfg.model
-    if m.layer in BACKBONES:
-        return build_backbone_model(cfg, meta)
-    mixer = make_mixer(cfg, meta)
-    inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
-    cls = DualClassifier if meta.dual else Classifier
-    return cls(m.d_model, m.n_layers, meta.n_classes, mixer, pooling=m.pooling, norm=m.norm,
-               bn_momentum=m.bn_momentum, prenorm=m.prenorm, glu=m.glu, dropout=m.dropout,
-               precision=cfg.trainer.precision,
-               rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1), **inputs)
-
-
-def ignored_settings(cfg: DictConfig) -> dict[str, str]:
-    """The settings of ``cfg`` that the chosen model (and rung) does not read, with why.
-
-    Each is a dotted key (``model.r_min``) mapped to a sentence saying why it is unused.
-    ``ablation.rung`` counts only for ``model.layer=lru``; the ring (:data:`RING_KEYS`) only
-    for the rungs with ring initialisation (``ring`` and ``lru``); ``model.scan_method`` and
-    ``trainer.recompute_states`` only for layers that take them.
-    """
-    m = cfg.model
-    ignored = {}
-    if m.layer != "lru":
-        ignored["ablation.rung"] = (f"the ladder's rungs are the LRU's, and "
-                                    f"model.layer={m.layer!r} has none")
-        for key in RING_KEYS:
-            ignored[key] = (f"the ring is the LRU's; model.layer={m.layer!r} takes its own "
-                            f"initialisation from model.layer_options")
-    elif not get_rung(cfg.ablation.rung).ring_init:
-        for key in RING_KEYS:
-            ignored[key] = (f"rung {cfg.ablation.rung!r} initialises on the unit disk; the ring "
-                            f"settings apply from rung 'ring' on")
-    accepted = set(inspect.signature(LAYERS[m.layer].__init__).parameters)
-    for key, argument in LAYER_SETTINGS.items():
-        if argument not in accepted:
-            ignored[key] = f"model.layer={m.layer!r} has no {argument!r} option"
-    return ignored
-
-
-def check_given(cfg: DictConfig, overrides: Iterable[str]) -> None:
-    """Refuse settings given explicitly (command line, sweep) that the run would not read.
-
-    Args:
-      cfg: the composed config.
-      overrides: the job's overrides as Hydra gives them (``model.r_min=0.5``,
-        ``+model.r_min=0.5``, or ``ablation=exp`` for the group, meaning ``ablation.rung``).
-
-    Raises:
-      ValueError: naming each such key, the model/rung and why (:func:`ignored_settings`).
-    """
-    ignored = ignored_settings(cfg)
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    keys = {"ablation.rung" if k == "ablation" else k for k in keys}
-    unused = [f"{k} ({ignored[k]})" for k in sorted(keys) if k in ignored]
-    if unused:
-        raise ValueError(f"settings given that this run would ignore: {'; '.join(unused)}. "
-                         f"Drop them (an ablation sweep passes ring settings to the ring rungs "
-                         f"only: python -m ablations run ladder)")
-
-
 def optimizer_settings(cfg: DictConfig) -> OptimizerSettings:
     """``cfg.optimizer``, ``cfg.schedule`` and ``cfg.trainer.steps`` as :class:`OptimizerSettings`."""
     o, s = cfg.optimizer, cfg.schedule
@@ -261,7 +110,7 @@ class Training:
       model: the model, in train mode (the source of ``graphdef``).
       graphdef: ``nnx.split(model, nnx.Param, ...)[0]``.
       state: ``(params, rest, opt_state)``, the initial training state.
-      tx: the optax transformation (:func:`lru.optim.make_optimizer`).
+      tx: the optax transformation (:func:`lru.training.optim.make_optimizer`).
       lr_fn: the base learning-rate schedule.
       step: :func:`make_train_step`'s jitted ``step(state, batch, step_no)``.
     """
@@ -284,8 +133,21 @@ def start_training(cfg: DictConfig, meta: tasks.TaskMeta) -> Training:
                     make_train_step(graphdef, tx, dual=meta.dual, seed=cfg.seed))
 
 
+def no_fault() -> dict[str, jax.Array]:
+    """The ``guard`` of a run with no non-finite step yet (:func:`make_train_step`)."""
+    return {"step": jnp.int32(-1), "loss": jnp.float32(0), "grad_norm": jnp.float32(0)}
+
+
 def make_train_step(graphdef, tx, *, dual: bool, seed: int):
-    """``step(state, batch, step_no) -> (state, metrics)``, jitted, with ``state`` donated."""
+    """``step(state, batch, step_no, guard=None) -> (state, metrics)``, jitted, ``state``
+    donated.
+
+    ``guard`` (:func:`no_fault` when None) records the first step whose loss or gradients
+    were not finite: its number (``-1`` if none), loss and gradient norm. From that step on
+    every step leaves ``state`` as it was, so a loop that reads the guard only now and then
+    (:func:`nonfinite_check_every`) still stops with the state before the bad step. The
+    new guard is ``metrics["guard"]``; ``metrics["ok"]`` says whether this step updated.
+    """
     base_key = jax.random.key(seed)
 
     def loss_fn(params, rest, batch, key):
@@ -298,19 +160,26 @@ def make_train_step(graphdef, tx, *, dual: bool, seed: int):
         return loss, (nnx.split(model, nnx.Param, ...)[2], accuracy)
 
     @functools.partial(jax.jit, donate_argnums=(0,))
-    def step(state, batch, step_no):
+    def step(state, batch, step_no, guard=None):
+        guard = no_fault() if guard is None else guard
         params, rest, opt_state = state
         key = jax.random.fold_in(base_key, step_no)
         (loss, (new_rest, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, rest, batch, key)
         with jax.named_scope("optimizer"):
             grad_norm = optax.tree.norm(grads)
-            ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            first = (guard["step"] < 0) & ~finite
+            guard = {"step": jnp.where(first, jnp.int32(step_no), guard["step"]),
+                     "loss": jnp.where(first, loss, guard["loss"]),
+                     "grad_norm": jnp.where(first, grad_norm, guard["grad_norm"])}
+            ok = guard["step"] < 0
             updates, new_opt = tx.update(grads, opt_state, params)
             new_state = (optax.apply_updates(params, updates), new_rest, new_opt)
-            # A non-finite step leaves the state as it was, so the run can stop cleanly.
+            # From a non-finite step on, the state stays as it was: the run stops cleanly.
             state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
-        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "ok": ok}
+        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "ok": ok,
+                       "guard": guard}
 
     return step
 
@@ -366,6 +235,22 @@ class _StopSignal:
             signal.signal(sig, old)
 
 
+def batches_example(split: tasks.Split, cfg: DictConfig) -> dict[str, np.ndarray]:
+    """The training batch of step 0 (its shapes stand for every step's)."""
+    return TrainBatches(split, cfg.trainer.batch_size, seed=cfg.seed, bucket=cfg.trainer.bucket)(0)
+
+
+def nonfinite_check_every(cfg: DictConfig) -> int:
+    """How often (in steps) the loop reads the step's non-finite guard from the device.
+
+    Every step on the CPU, where the host waits for each step anyway (inline dispatch,
+    :mod:`lru.kernels.cpu_allocator`); every ``trainer.log_every`` steps on accelerators,
+    where reading it each step would make the host wait for the device and stop the two
+    from overlapping. The guard keeps the state before the first bad step either way.
+    """
+    return 1 if jax.default_backend() == "cpu" else cfg.trainer.log_every
+
+
 def majority_rate(split: tasks.Split) -> float:
     counts = np.bincount(np.asarray(split.labels), minlength=split.meta.n_classes)
     return float(counts.max() / max(len(split), 1))
@@ -375,7 +260,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Train ``cfg`` (a composed ``conf/config.yaml``) and return its summary.
 
     Writes ``config.yaml``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/`` into
-    ``cfg.run_dir``, holding the folder's lock (:class:`lru.runlock.RunLock`) throughout;
+    ``cfg.run_dir``, holding the folder's lock (:class:`lru.training.runlock.RunLock`) throughout;
     in a multi-process run only process 0 writes run files. Never raises for a failed run:
     the summary's ``status`` is ``"finished"``, ``"preempted"``, ``"failed"`` (with
     ``reason``), or ``"locked"`` (another process owns the folder; nothing in it is
@@ -385,7 +270,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     the same config (:func:`finished_summary`) is not trained again: its summary is returned
     and its files are left as they are, with or without checkpoints (committed run folders
     keep none), so rerunning a sweep skips its finished jobs. Otherwise training resumes
-    from the newest checkpoint that restores (:func:`lru.checkpoints.restore_newest`).
+    from the newest checkpoint that restores (:func:`lru.training.checkpoints.restore_newest`).
 
     Args:
       cfg: the composed config.
@@ -424,7 +309,7 @@ def _train_owned(cfg: DictConfig, run_dir: Path, summary: dict, overrides: Seque
         check_free_space(run_dir)
         if is_writer():
             write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        validate(cfg)
+        validate(cfg, LAYERS)
         check_given(cfg, overrides)
         summary.update(_train(cfg, run_dir, summary))
     except Exception as e:  # the run fails visibly, in its summary
@@ -453,7 +338,7 @@ def check_free_space(run_dir: Path) -> None:
 
 def finished_summary(cfg: DictConfig) -> dict[str, Any] | None:
     """The summary in ``cfg.run_dir`` if it records a finished run of this very config
-    (``config.yaml``, brought up to the current schema by :func:`lru.config.upgrade`, equal
+    (``config.yaml``, brought up to the current schema by :func:`lru.training.config.upgrade`, equal
     to ``cfg`` in every key but ``run_dir``, which moves with the folder, and
     ``distributed``, which changes how the run is spread, not its result) and
     ``cfg.trainer.resume`` is on; else None."""
@@ -476,6 +361,22 @@ def finished_summary(cfg: DictConfig) -> dict[str, Any] | None:
     return summary if written == current else None
 
 
+def _check_finite(guard: dict, step: int, check_every: int, run_dir: Path,
+                  summary: dict) -> None:
+    """Record in ``summary["steps"]`` the steps done through ``step``; raise a
+    :class:`NonFiniteError` naming the first non-finite step the guard recorded (the state
+    is the one before it, and ``steps`` counts the steps before it)."""
+    bad = int(guard["step"])
+    summary["steps"] = step + 1 if bad < 0 else bad
+    if bad < 0:
+        return
+    read = f"; found at step {step} (checked every {check_every} steps)" if bad != step else ""
+    raise NonFiniteError(
+        f"non-finite loss or gradients at step {bad} (loss={float(guard['loss'])}, "
+        f"grad_norm={float(guard['grad_norm'])}){read}; the state before it is kept and the "
+        f"last good checkpoint is in {run_dir / 'checkpoints' / 'latest'}")
+
+
 def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     check_divisible(cfg.trainer.batch_size, "trainer.batch_size")
     check_divisible(cfg.trainer.eval_batch_size, "trainer.eval_batch_size")
@@ -491,6 +392,12 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     model.train()
     summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
                    majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
+    graphdef, example = run.graphdef, batches_example(data["train"], cfg)
+    summary["ran"] = what_ran.describe(
+        lambda p, r, b: _forward(nnx.merge(graphdef, p, r, copy=True), b, meta.dual),
+        params, state[1], example, precision=cfg.trainer.precision)
+    for line in what_ran.log_lines(summary["ran"]):
+        print(line)
 
     # Everything opened here (checkpoint managers, the metrics log, the progress bar) is
     # closed however the run ends, so a handled failure leaves no stray threads behind.
@@ -526,16 +433,17 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
         desc = "/".join(str(x) for x in (cfg.task.name, summary["model"], summary["rung"]) if x)
         bar = cleanup.enter_context(tqdm(range(start, steps), initial=start, total=steps, desc=desc,
                                          disable=not cfg.trainer.progress, dynamic_ncols=True))
+        check_every, guard = nonfinite_check_every(cfg), no_fault()
         with _StopSignal() as stop:
             for step in bar:
                 batch = batches(step)
-                state, m = train_step(state, shard_batch(batch, sharding), step)
-                summary["steps"] = step + int(bool(m["ok"]))
-                if not bool(m["ok"]):
-                    raise NonFiniteError(
-                        f"non-finite loss or gradients at step {step} (loss={float(m['loss'])}, "
-                        f"grad_norm={float(m['grad_norm'])}); the state before it is kept and the "
-                        f"last good checkpoint is in {run_dir / 'checkpoints' / 'latest'}")
+                state, m = train_step(state, shard_batch(batch, sharding), step, guard)
+                guard = m["guard"]
+                last = step + 1 == steps
+                if ((step + 1) % check_every == 0 or (step + 1) % cfg.trainer.log_every == 0
+                        or (step + 1) % cfg.trainer.eval_every == 0 or last
+                        or stop.received is not None):
+                    _check_finite(guard, step, check_every, run_dir, summary)
                 tokens += int(batch["lengths"].sum()) + int(batch.get("lengths2", np.zeros(1)).sum())
                 if (step + 1) % cfg.trainer.log_every == 0 or step + 1 == steps:
                     elapsed = time.time() - window_start
@@ -547,7 +455,6 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                                     lr=f"{record['lr']:.1e}", tok_s=f"{record['tokens_per_s']:.0f}")
                     summary["tokens_per_s"] = round(record["tokens_per_s"], 1)
                     tokens, window_start = 0, time.time()
-                last = step + 1 == steps
                 if (step + 1) % cfg.trainer.eval_every == 0 or last:
                     params, rest, _ = state
                     results = {s: evaluate(eval_step, params, rest, data[s],

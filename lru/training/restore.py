@@ -1,6 +1,6 @@
 """Rebuild a trained model from its run directory (``config.yaml`` + ``checkpoints/``).
 
-A run directory written by :func:`lru.loop.train` holds everything needed to rebuild its
+A run directory written by :func:`lru.training.loop.train` holds everything needed to rebuild its
 model: the resolved config (``config.yaml``) and orbax checkpoints of the training state in
 ``checkpoints/latest`` and ``checkpoints/best``. No data is read: the task's
 :class:`tasks.TaskMeta` (vocabulary, classes, lengths) follows from the task's name and
@@ -18,17 +18,18 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 import tasks
-from lru.checkpoints import Checkpoints
-from lru.config import upgrade
-from lru.loop import build_model, optimizer_settings
-from lru.optim import make_optimizer
+from lru.training.checkpoints import Checkpoints
+from lru.training.config import upgrade
+from lru.training.loop import optimizer_settings
+from lru.training.registry import build_model
+from lru.training.optim import make_optimizer
 
 #: What :func:`load_model` can rebuild: a checkpoint folder, or the untrained model.
 WHICH: tuple[str, ...] = ("best", "latest", "init")
 
 
 def load_config(run_dir: str | Path) -> DictConfig:
-    """The run's ``config.yaml`` on today's config schema (:func:`lru.config.upgrade`).
+    """The run's ``config.yaml`` on today's config schema (:func:`lru.training.config.upgrade`).
 
     Keys added to the schema after the run was made take their defaults and retired ones
     move to their successors, so older run directories stay loadable.
@@ -39,7 +40,7 @@ def load_config(run_dir: str | Path) -> DictConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: {run_dir} is not a run directory (lru.loop.train writes "
+            f"{path} not found: {run_dir} is not a run directory (lru.training.loop.train writes "
             f"config.yaml, metrics.jsonl, summary.json and checkpoints/ into one; pass that "
             f"folder)")
     return upgrade(OmegaConf.load(path))
@@ -56,13 +57,13 @@ def load_model(run_dir: str | Path, which: str = "best") -> nnx.Module:
     """The model of a run, rebuilt from its config and restored from a checkpoint.
 
     Args:
-      run_dir: a folder written by :func:`lru.loop.train`.
+      run_dir: a folder written by :func:`lru.training.loop.train`.
       which: ``"best"`` (the checkpoint of the best validation accuracy), ``"latest"`` (the
         last one saved), or ``"init"`` (the freshly initialised model of the run's seed:
         exactly the parameters training started from).
 
     Returns:
-      The classifier :func:`lru.loop.build_model` builds from the run's config, with its
+      The classifier :func:`lru.training.registry.build_model` builds from the run's config, with its
       parameters and BatchNorm running statistics from the checkpoint, in eval mode
       (BatchNorm uses its running statistics, dropout is off).
 

@@ -67,7 +67,7 @@ class ParamGroup:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSettings:
-    """Attributes mirror ``conf/optimizer`` and ``conf/schedule`` (see :mod:`lru.config`)."""
+    """Attributes mirror ``conf/optimizer`` and ``conf/schedule`` (see :mod:`lru.training.config`)."""
 
     lr: float
     weight_decay: float
