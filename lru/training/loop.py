@@ -235,11 +235,6 @@ class _StopSignal:
             signal.signal(sig, old)
 
 
-def batches_example(split: tasks.Split, cfg: DictConfig) -> dict[str, np.ndarray]:
-    """The training batch of step 0 (its shapes stand for every step's)."""
-    return TrainBatches(split, cfg.trainer.batch_size, seed=cfg.seed, bucket=cfg.trainer.bucket)(0)
-
-
 def nonfinite_check_every(cfg: DictConfig) -> int:
     """How often (in steps) the loop reads the step's non-finite guard from the device.
 
@@ -392,10 +387,12 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     model.train()
     summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
                    majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
-    graphdef, example = run.graphdef, batches_example(data["train"], cfg)
-    summary["ran"] = what_ran.describe(
+    batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
+                           bucket=cfg.trainer.bucket)
+    graphdef = run.graphdef
+    summary["ran"] = what_ran.describe(  # step 0's batch: its shapes stand for every step's
         lambda p, r, b: _forward(nnx.merge(graphdef, p, r, copy=True), b, meta.dual),
-        params, state[1], example, precision=cfg.trainer.precision)
+        params, state[1], batches(0), precision=cfg.trainer.precision)
     for line in what_ran.log_lines(summary["ran"]):
         print(line)
 
@@ -425,8 +422,6 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
             tensorboard_dir=run_dir / "tensorboard" if cfg.trainer.tensorboard else None,
             active=is_writer()))
 
-        batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
-                               bucket=cfg.trainer.bucket)
         eval_step = make_eval_step(eval_graphdef, dual=meta.dual)
         steps = cfg.trainer.steps
         status, tokens, window_start = "finished", 0, time.time()
