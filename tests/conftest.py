@@ -36,7 +36,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 
 @pytest.fixture
 def compile_fast():
-    before = jax.config.jax_disable_most_optimizations
+    before = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
     try:
         yield

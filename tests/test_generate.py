@@ -44,6 +44,10 @@ MODELS = {"griffin": lambda: make_model(griffin_pattern),
           "transformer": lambda: make_model(transformer_pattern, seed=2, window=T)}
 
 
+#: The model's parallel forward, compiled once per shape (eager, every op compiled apart).
+forward = nnx.jit(lambda model, *args: model(*args))
+
+
 def tokens_of(seed, shape):
     return jax.random.randint(jax.random.key(seed), shape, 0, VOCAB)
 
@@ -72,7 +76,7 @@ def test_decoding_equals_the_parallel_forward_past_the_window(name):
     model = MODELS[name]()
     tokens = tokens_of(0, (2, T))
     seg = jnp.broadcast_to(jnp.arange(T), (2, T))
-    full = model(tokens, seg)
+    full = forward(model, tokens, seg)
     for prefill in (1, 3, 9):  # T - prefill > 2 windows decoded step by step
         close(decode(model, tokens, seg, prefill), full)
 
@@ -83,9 +87,9 @@ def test_packed_documents_equal_each_document_alone(name):
     doc1, doc2 = tokens_of(1, (1, 7)), tokens_of(2, (1, 10))
     packed = jnp.concatenate([doc1, doc2], axis=1)
     seg = jnp.concatenate([jnp.arange(7), jnp.arange(10)])[None]
-    both = model(packed, seg)
-    close(both[:, :7], model(doc1))
-    close(both[:, 7:], model(doc2))
+    both = forward(model, packed, seg)
+    close(both[:, :7], forward(model, doc1))
+    close(both[:, 7:], forward(model, doc2))
     # decoding across the boundary starts the second document afresh too
     close(decode(model, packed, seg, 5), both)
 
@@ -101,7 +105,7 @@ def test_left_padded_rows_equal_each_row_alone(name):
                     jnp.concatenate([seg, seg[:, -1:] + 1 + jnp.arange(9)], 1), 8)
     for i, n in enumerate(lengths.tolist()):
         row = jnp.concatenate([prompts[i:i + 1, 8 - n:], rest[i:i + 1]], 1)
-        alone = model(row)
+        alone = forward(model, row)
         close(padded[i:i + 1, 8 - n:], alone)
     greedy = generate(model, prompts, lengths, 6)
     for i, n in enumerate(lengths.tolist()):
@@ -115,7 +119,7 @@ def test_generated_tokens_continue_the_prompt_greedily():
     out = generate(model, prompt, jnp.array([6]), 5)
     seq = prompt
     for _ in range(5):  # greedy by re-running the whole sequence each time
-        seq = jnp.concatenate([seq, jnp.argmax(model(seq)[:, -1], -1)[:, None]], 1)
+        seq = jnp.concatenate([seq, jnp.argmax(forward(model, seq)[:, -1], -1)[:, None]], 1)
     np.testing.assert_array_equal(out, seq[:, 6:])
 
 
