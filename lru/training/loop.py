@@ -435,9 +435,9 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                 state, m = train_step(state, shard_batch(batch, sharding), step, guard)
                 guard = m["guard"]
                 last = step + 1 == steps
-                if ((step + 1) % check_every == 0 or (step + 1) % cfg.trainer.log_every == 0
-                        or (step + 1) % cfg.trainer.eval_every == 0 or last
-                        or stop.received is not None):
+                # check_every divides log_every, so every logged step is checked too
+                if ((step + 1) % check_every == 0 or (step + 1) % cfg.trainer.eval_every == 0
+                        or last or stop.received is not None):
                     _check_finite(guard, step, check_every, run_dir, summary)
                 tokens += int(batch["lengths"].sum()) + int(batch.get("lengths2", np.zeros(1)).sum())
                 if (step + 1) % cfg.trainer.log_every == 0 or step + 1 == steps:
