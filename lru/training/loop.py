@@ -428,7 +428,7 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
         desc = "/".join(str(x) for x in (cfg.task.name, summary["model"], summary["rung"]) if x)
         bar = cleanup.enter_context(tqdm(range(start, steps), initial=start, total=steps, desc=desc,
                                          disable=not cfg.trainer.progress, dynamic_ncols=True))
-        check_every, guard = nonfinite_check_every(cfg), no_fault()
+        check_every, guard = nonfinite_check_every(cfg), replicate(no_fault(), sharding)
         with _StopSignal() as stop:
             for step in bar:
                 batch = batches(step)

@@ -71,12 +71,15 @@ def data_sharding() -> NamedSharding:
 def replicate(tree, sharding: NamedSharding):
     """``tree``'s arrays as global arrays held whole by every device of ``sharding``'s mesh.
 
-    Needed with several processes, where a jitted step takes only global arrays; each
-    process holds identical values (the same seed built them). One process: unchanged.
+    Every array the step takes lives on the mesh from its first call: the step's outputs
+    do (the batch is sharded over it), so an initial state placed elsewhere (an ordinary
+    single-device array) would make the second step compile the program again. With
+    several processes, where a jitted step takes only global arrays, each process holds
+    identical values (the same seed built them).
     """
-    if jax.process_count() == 1:
-        return tree
     whole = NamedSharding(sharding.mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, whole)
 
     def place(x):
         copies = [jax.device_put(x, d) for d in whole.addressable_devices]
