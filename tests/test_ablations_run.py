@@ -24,7 +24,7 @@ TWO_PI = 2 * math.pi
 
 # Tiny jobs, in the style of tests/test_sweeps.py: paths relative to the sweep's working
 # directory, small widths, 10 steps, no checkpoints.
-TINY = ["task.data_dir=data", "task.cache_dir=cache", "task.options.max_length=64",
+TINY = ["task.data_dir=data", "task.cache_dir=cache", "task.options.max_length=16",
         "model.d_model=16", "model.d_state=16", "model.n_layers=2", "trainer.steps=10",
         "trainer.progress=false", "trainer.checkpoint=false"]
 
@@ -120,8 +120,8 @@ def test_bad_arguments_name_the_fix(args, message, capsys):
 def test_a_tiny_ladder_runs_through_the_basic_launcher_and_tabulates(tmp_path, monkeypatch, capfd):
     from tasks.generate.listops import generate
 
-    generate(tmp_path / "data", n_train=300, n_val=50, n_test=50, max_depth=3, min_length=10,
-             max_length=64, progress=False)
+    generate(tmp_path / "data", n_train=300, n_val=50, n_test=50, max_depth=2, min_length=10,
+             max_length=16, progress=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     # Two rungs x one seed; the LRU rung also sweeps its ring so that its first job fails

@@ -31,8 +31,6 @@ CONF = REPO / "conf"
 EXPERIMENT_DIR = CONF / "experiment"
 register()
 
-#: Compile-bound: every test compiles its own programs (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("compile_fast")
 
 #: "lru/listops", "mini/pathfinder", ...: every experiment file, found by globbing.
 EXPERIMENTS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()

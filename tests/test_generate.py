@@ -21,8 +21,6 @@ from lru.griffin import GriffinConfig, GriffinLM, griffin_pattern, hawk_pattern
 from lru.griffin.sampling import generate, sample_logits
 from lru.griffin.segments import left_padded_positions
 
-#: Compile-bound: every test compiles its own programs (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("compile_fast")
 
 VOCAB, WINDOW, T = 41, 4, 17
 

@@ -13,20 +13,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from hydra import compose, initialize_config_dir
 
 from lru.training.config import register
 from lru.griffin.classifier import GriffinClassifier, GriffinDualClassifier
 from lru.training.loop import train
 from lru.training.optim import RECURRENT, param_labels
+from tests.tiny import compose_cfg, tiny_overrides
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 register()
 
 
 def classifier(pattern, bidirectional=False, seed=0, cls=GriffinClassifier, **kw):
     return cls(16, 24, 3, 5, pattern=pattern, num_heads=2, attention_window=3,
                bidirectional=bidirectional, rngs=nnx.Rngs(seed), **kw)
+
+
+#: The classifiers' forward, jitted: one compiled program per shape instead of every
+#: operation compiled apart (eager), which is what these tests' time went to.
+forward = nnx.jit(lambda model, *args: model(*args))
 
 
 def padded_batch(seed, lengths, time, vocab=11):
@@ -41,9 +45,9 @@ def padded_batch(seed, lengths, time, vocab=11):
 def test_padding_never_changes_a_prediction(pattern, bidirectional):
     model = classifier(pattern, bidirectional, vocab_size=11)
     tokens, lengths = padded_batch(0, [9, 4, 7], 9)
-    batch = model(tokens, lengths)
+    batch = forward(model, tokens, lengths)
     for i, n in enumerate(lengths.tolist()):
-        alone = model(tokens[i:i + 1, :n], lengths[i:i + 1])
+        alone = forward(model, tokens[i:i + 1, :n], lengths[i:i + 1])
         np.testing.assert_allclose(batch[i], alone[0], rtol=1e-5, atol=1e-5)
 
 
@@ -51,8 +55,8 @@ def test_dual_classifier_and_real_inputs():
     dual = classifier("griffin", cls=GriffinDualClassifier, vocab_size=11)
     t1, l1 = padded_batch(2, [6, 3], 6)
     t2, l2 = padded_batch(4, [2, 8], 8)
-    out = dual(t1, l1, t2, l2)
-    alone = dual(t1[1:, :3], l1[1:], t2[1:], l2[1:])
+    out = forward(dual, t1, l1, t2, l2)
+    alone = forward(dual, t1[1:, :3], l1[1:], t2[1:], l2[1:])
     np.testing.assert_allclose(out[1], alone[0], rtol=1e-5, atol=1e-5)
     pixels = classifier("hawk", bidirectional=True, d_input=1)
     assert pixels(jnp.ones((2, 10)), jnp.array([10, 7])).shape == (2, 5)
@@ -76,35 +80,19 @@ def test_rglru_parameters_train_in_the_recurrent_group():
 # --------------------------------------------------------------------------- through lru.training.loop
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("listops-data")
-
-
-def tiny_overrides(data_dir: Path, run_dir: Path, steps: int) -> list[str]:
-    """The generated-ListOps setting of tests/test_train.py's learning tests."""
-    return [
-        f"run_dir={run_dir}", f"task.data_dir={data_dir}", f"task.cache_dir={data_dir / 'cache'}",
-        "task.generate.args.n_train=1200", "task.generate.args.n_val=200",
-        "task.generate.args.n_test=200", "task.generate.args.max_depth=3",
-        "task.generate.args.max_length=64", "task.options.max_length=64",
-        f"trainer.steps={steps}", "trainer.eval_every=100", "trainer.log_every=10",
-        "trainer.eval_batch_size=100", "trainer.progress=false", "trainer.checkpoint=false",
-    ]
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+def tiny(data_dir: Path, run_dir: Path, steps: int) -> list[str]:
+    """The tiny job (tests/tiny.py) without checkpoints, evaluated every 100 steps."""
+    return tiny_overrides(data_dir, run_dir, steps) + ["trainer.eval_every=100",
+                                                       "trainer.checkpoint=false"]
 
 
 def test_harness_block_keys_are_refused_naming_the_key(tmp_path, data_dir):
-    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", 2) + ["model=hawk",
+    cfg = compose_cfg(tiny(data_dir, tmp_path / "run", 2) + ["model=hawk",
                                                                       "model.norm=layer"])
     summary = train(cfg)
     assert summary["status"] == "failed"
     assert "model.norm" in summary["reason"] and "hawk" in summary["reason"]
-    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run2", 2)
+    cfg = compose_cfg(tiny(data_dir, tmp_path / "run2", 2)
                       + ["model=griffin", "+model.layer_options.window=3"])
     summary = train(cfg)
     assert summary["status"] == "failed" and "attention_window" in summary["reason"]
@@ -112,7 +100,7 @@ def test_harness_block_keys_are_refused_naming_the_key(tmp_path, data_dir):
 
 @pytest.mark.parametrize("model", ["hawk", "griffin", "rg_lru"])
 def test_learns_in_a_short_run(model, tmp_path, data_dir):
-    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", 200)
+    cfg = compose_cfg(tiny(data_dir, tmp_path / "run", 200)
                       + [f"model={model}", "model.d_model=16", "model.d_state=16",
                          "model.n_layers=2"])
     summary = train(cfg)

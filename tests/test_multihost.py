@@ -15,21 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_train import compose_cfg, tiny_overrides
+from tests.tiny import compose_cfg, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6
 EXTRA = [f"trainer.steps={STEPS}", "trainer.log_every=1", "trainer.eval_every=3",
          "trainer.batch_size=8"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from lru.training.loop import load_data
-
-    root = tmp_path_factory.mktemp("listops-data")
-    load_data(compose_cfg(tiny_overrides(root, root / "unused")))  # generated once, here
-    return root
 
 
 def _command(run_dir: Path, data_dir: Path, *extra: str) -> list[str]:

@@ -50,8 +50,8 @@ def assert_image(path: Path, fig=None) -> None:
 #: A ring-rung run of 10 steps on tiny generated ListOps, evaluated at steps 5 and 10.
 TINY_RUN = [
     "task.generate.args.n_train=300", "task.generate.args.n_val=100",
-    "task.generate.args.n_test=100", "task.generate.args.max_depth=3",
-    "task.generate.args.max_length=64", "task.options.max_length=64",
+    "task.generate.args.n_test=100", "task.generate.args.max_depth=2",
+    "task.generate.args.max_length=16", "task.options.max_length=16",
     "model.d_model=16", "model.d_state=16", "model.n_layers=2", "ablation=ring",
     "model.r_min=0.5", "model.r_max=0.95", "model.max_phase=3.14",
     "trainer.steps=10", "trainer.eval_every=5", "trainer.log_every=2",
@@ -105,7 +105,7 @@ def test_load_model_best_reproduces_the_summarys_test_accuracy(trained):
 
 def test_load_model_init_is_the_untrained_model_of_the_seed(trained):
     cfg = compose_cfg(TINY_RUN + ["run_dir=unused"])
-    meta = tasks.get_task("listops").meta(tasks.resolve_options("listops", max_length=64))
+    meta = tasks.get_task("listops").meta(tasks.resolve_options("listops", max_length=16))
     fresh = _flat(nnx.to_pure_dict(nnx.state(build_model(cfg, meta), nnx.Param)))
     init = load_model(trained, "init")
     ours = _flat(nnx.to_pure_dict(nnx.state(init, nnx.Param)))

@@ -21,8 +21,8 @@ import lru.training.loop
 from lru.training.loop import train
 from lru.training.registry import ignored_settings
 from lru.training.runlock import LOCK_NAME, RunFolderLocked, RunLock
-from tests.test_train import (_comparable, compose_cfg, data_dir, read_metrics,  # noqa: F401
-                              tiny_overrides)
+from tests.test_train import _comparable, read_metrics
+from tests.tiny import compose_cfg, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,6 @@ def test_the_lock_dies_with_its_process(tmp_path):
 
 def test_two_trainers_on_one_folder_leave_one_runs_record(tmp_path, data_dir):
     run = tmp_path / "run"
-    train(compose_cfg(tiny_overrides(data_dir, tmp_path / "warm", steps=1)))  # data first
     # far more steps than it will take: the first trainer runs until the test stops it
     first = subprocess.Popen(_cli(run, data_dir, 100_000), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, cwd=REPO)

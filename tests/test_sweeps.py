@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings(
 # Paths relative to the sweep's working directory keep each job's folder name
 # (hydra.job.override_dirname: every override but hydra.*) short and flat.
 TINY_SWEEP = [
-    "task.data_dir=data", "task.cache_dir=cache", "task.options.max_length=64",
+    "task.data_dir=data", "task.cache_dir=cache", "task.options.max_length=16",
     "model.d_model=16", "model.d_state=16", "model.n_layers=2",
     "trainer.steps=10", "trainer.progress=false",
 ]
@@ -43,9 +43,9 @@ def test_joblib_sweep_runs_jobs_in_parallel_and_a_failed_job_does_not_stop_it(tm
     # Generate and preprocess the data once, so the parallel jobs only read it.
     cfg = compose_cfg([
         "run_dir=unused", f"task.data_dir={tmp_path / 'data'}", f"task.cache_dir={tmp_path / 'cache'}",
-        "task.options.max_length=64", "task.generate.args.n_train=600",
+        "task.options.max_length=16", "task.generate.args.n_train=600",
         "task.generate.args.n_val=100", "task.generate.args.n_test=100",
-        "task.generate.args.max_depth=3", "task.generate.args.max_length=64",
+        "task.generate.args.max_depth=2", "task.generate.args.max_length=16",
         "+task.generate.args.progress=false"])
     assert len(load_data(cfg)["train"]) == 600
 

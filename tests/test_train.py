@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -26,34 +25,10 @@ from lru.layers import LRU
 from lru.training.loop import train
 from lru.models import Classifier
 from lru.training.optim import BASE, RECURRENT, OptimizerSettings, make_optimizer, param_labels
+from tests.tiny import compose_cfg, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = str(REPO / "conf")
 register()
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("listops-data")
-
-
-def tiny_overrides(data_dir: Path, run_dir: Path, steps: int = 40) -> list[str]:
-    return [
-        f"run_dir={run_dir}",
-        f"task.data_dir={data_dir}",
-        f"task.cache_dir={data_dir / 'cache'}",
-        "task.generate.args.n_train=1200", "task.generate.args.n_val=200",
-        "task.generate.args.n_test=200", "task.generate.args.max_depth=3",
-        "task.generate.args.max_length=64", "task.options.max_length=64",
-        "model.d_model=16", "model.d_state=16", "model.n_layers=2",
-        f"trainer.steps={steps}", "trainer.eval_every=20", "trainer.log_every=10",
-        "trainer.eval_batch_size=100", "trainer.progress=false",
-    ]
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -93,11 +68,29 @@ def test_missing_data_names_the_path_and_check_command(tmp_path):
     assert "python -m tasks check listops" in summary["reason"]
 
 
-def test_short_run_learns_and_writes_its_files(tmp_path, data_dir, capsys):
+@pytest.fixture
+def made_steps(monkeypatch) -> list:
+    """The jitted training steps the runs of a test make, in order (to count programs)."""
+    import lru.training.loop as loop
+
+    made, make = [], loop.make_train_step
+
+    def recording(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "make_train_step", recording)
+    return made
+
+
+def test_short_run_learns_and_writes_its_files(tmp_path, data_dir, capsys, made_steps):
     run = tmp_path / "run"
     cfg = compose_cfg(tiny_overrides(data_dir, run, steps=200) + ["trainer.eval_every=100"])
     summary = train(cfg)
     assert summary["status"] == "finished", summary.get("reason")
+    # every batch has one shape here, so one compiled step: the initial state lives on the
+    # data mesh as the step's outputs do (else step 1 compiles the program again)
+    assert made_steps[-1]._cache_size() == 1
     # what ran: said in the summary and the first log lines
     ran = json.loads((run / "summary.json").read_text())["ran"]
     assert (ran["backend"], ran["devices"], ran["processes"], ran["precision"]) == ("cpu", 1, 1, "fp32")
@@ -122,7 +115,8 @@ def test_short_run_learns_and_writes_its_files(tmp_path, data_dir, capsys):
     assert summary["test_accuracy"] > summary["majority_rate"] + 0.1, summary
 
 
-def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, data_dir):
+def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, data_dir,
+                                                                    made_steps):
     run = tmp_path / "run"
     assert train(compose_cfg(tiny_overrides(data_dir, run, steps=20)))["status"] == "finished"
     saved = Checkpoints(run / "checkpoints" / "latest")
@@ -137,6 +131,7 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, da
     summary = train(cfg)
     assert summary["status"] == "failed"
     assert "non-finite" in summary["reason"] and "at step" in summary["reason"]
+    assert made_steps[-1]._cache_size() == 1  # the restored state, too, is where steps put it
     ckpt = Checkpoints(run / "checkpoints" / "latest")
     assert ckpt.latest_step() == 19  # the last good checkpoint, untouched
     model_cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "other", steps=20))
@@ -165,8 +160,6 @@ def _comparable(records):
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
     steps = 120
-    # make sure the data exist before timing anything
-    train(compose_cfg(tiny_overrides(data_dir, tmp_path / "warm", steps=1)))
     full = tmp_path / "full"
     subprocess.run(_cli(full, data_dir, steps), check=True, capture_output=True, timeout=600)
 
