@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,8 +44,16 @@ MODELS = {"griffin": lambda: make_model(griffin_pattern),
           "transformer": lambda: make_model(transformer_pattern, seed=2, window=T)}
 
 
-#: The model's parallel forward, compiled once per shape (eager, every op compiled apart).
+#: The model's parallel forward and prefill, compiled once per shape (eager, every op
+#: would be compiled apart).
 forward = nnx.jit(lambda model, *args: model(*args))
+prefill_of = nnx.jit(lambda model, *args: model.prefill(*args))
+
+
+@functools.cache
+def stepper(graphdef):
+    """One decoding step of ``graphdef``'s models, jitted once for every ``decode`` call."""
+    return jax.jit(lambda state, *args: nnx.merge(graphdef, state).step(*args))
 
 
 def tokens_of(seed, shape):
@@ -53,8 +63,8 @@ def tokens_of(seed, shape):
 def decode(model, tokens, segment_pos, prefill):
     """Logits of ``prefill`` tokens in parallel, then of the rest one step at a time."""
     graphdef, state = nnx.split(model)
-    step = jax.jit(lambda state, *args: nnx.merge(graphdef, state).step(*args))
-    logits, caches = model.prefill(tokens[:, :prefill], segment_pos[:, :prefill])
+    step = stepper(graphdef)
+    logits, caches = prefill_of(model, tokens[:, :prefill], segment_pos[:, :prefill])
     out = [logits]
     shapes = jax.tree.map(jnp.shape, caches)
     for t in range(prefill, tokens.shape[1]):

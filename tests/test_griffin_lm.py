@@ -155,6 +155,11 @@ def test_embedding_scale_is_rounded_in_bfloat16_and_decoding_is_tied():
     np.testing.assert_allclose(emb.decode(x)[0, 0], table.sum(-1), rtol=1e-5)
 
 
+#: The language model's forward, compiled once per model structure and shape (eager, every
+#: operation would be compiled apart).
+forward = nnx.jit(lambda model, *args: model(*args))
+
+
 def tiny_config(**kw) -> GriffinConfig:
     base = dict(vocab_size=37, width=16, mlp_expanded_width=48, num_heads=2,
                 block_types=griffin_pattern(3), lru_width=24, attention_window_size=3,
@@ -168,7 +173,7 @@ def test_logits_are_soft_capped():
     capped.embedder.input_embedding[...] *= 50.0  # push the logits past the cap
     raw.embedder.input_embedding[...] *= 50.0
     tokens = jnp.arange(10)[None] % 37
-    lc, lr = capped(tokens), raw(tokens)
+    lc, lr = forward(capped, tokens), forward(raw, tokens)
     assert float(jnp.abs(lr).max()) > 100 and float(jnp.abs(lc).max()) <= 30
     np.testing.assert_allclose(lc, 30 * np.tanh(as64(lr) / 30), rtol=1e-5, atol=1e-5)
 
@@ -324,7 +329,7 @@ def test_converted_model_reproduces_the_reference_forward():
                     np.r_[np.arange(5), np.arange(7)],             # two packed documents
                     np.r_[[-1, -1, -1], np.arange(9)]])            # left padding
     ref = np_reference_logits(tree, tokens, seg, heads=2, window=3)
-    got = model(jnp.asarray(tokens), jnp.asarray(seg))
+    got = forward(model, jnp.asarray(tokens), jnp.asarray(seg))
     assert got.shape == (3, 12, 37)
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-4)
     assert float(np.abs(ref).max()) > 1.0  # not a trivially small comparison
@@ -345,7 +350,8 @@ def test_conversion_round_trips_and_infers_the_configuration():
         assert flat_b[key].shape == value.shape
     # and back again: the same model
     tokens = jnp.arange(9)[None] % 37
-    np.testing.assert_array_equal(from_recurrentgemma(back, **HYPER)(tokens), model(tokens))
+    np.testing.assert_array_equal(forward(from_recurrentgemma(back, **HYPER), tokens),
+                                  forward(model, tokens))
 
 
 def test_hyperparameters_come_from_a_preset_or_keywords():
@@ -381,7 +387,7 @@ def test_paper_shaped_model_runs_and_round_trips():
                         logits_soft_cap=0.0)
     model = GriffinLM(cfg, rngs=nnx.Rngs(0))
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 37, (2, 8)))
-    logits = model(tokens)
+    logits = forward(model, tokens)
     assert logits.shape == (2, 8, 37) and bool(jnp.isfinite(logits).all())
     assert model.blocks[0].recurrent_block.rg_lru.a_gate.w.shape == (16, 8, 8)
     assert model.blocks[2].attention_block.proj_k.kernel.shape == (96, 32)
@@ -390,27 +396,25 @@ def test_paper_shaped_model_runs_and_round_trips():
                  logits_soft_cap=0.0)
     back = from_recurrentgemma(tree, **hyper)
     assert back.config == cfg
-    np.testing.assert_array_equal(back(tokens), logits)
+    np.testing.assert_array_equal(forward(back, tokens), logits)
 
 
 def test_paper_preset_trees_infer_the_preset():
     """Shapes of paper-preset trees give the preset back; a Hawk tree holds no head count."""
+    trees = {}  # each traced once: the 7B ones take seconds
     for name in ("griffin-100m", "hawk-100m", "griffin-paper-7b", "hawk-paper-7b"):
         cfg = preset(name, vocab_size=64)
-        shapes = jax.eval_shape(lambda c=cfg: to_recurrentgemma(GriffinLM(c, rngs=nnx.Rngs(0))))
-        assert config_from_params(shapes, name) == cfg, name
-    griffin = jax.eval_shape(lambda: to_recurrentgemma(
-        GriffinLM(preset("griffin-100m", vocab_size=64), rngs=nnx.Rngs(0))))
+        trees[name] = jax.eval_shape(lambda c=cfg: to_recurrentgemma(GriffinLM(c, rngs=nnx.Rngs(0))))
+        assert config_from_params(trees[name], name) == cfg, name
+    griffin = trees["griffin-100m"]
     assert config_from_params(griffin, **HYPER) == GriffinConfig(
         vocab_size=64, width=768, mlp_expanded_width=2304, num_heads=6,
         block_types=griffin_pattern(12), lru_width=1024, num_gate_blocks=16, **HYPER)
     with pytest.raises(ValueError, match="griffin-paper-7b.*width is 768"):
         config_from_params(griffin, "griffin-paper-7b")
     # gate blocks differ from the preset's: refused, naming the field
-    seven = jax.eval_shape(lambda: to_recurrentgemma(
-        GriffinLM(preset("griffin-paper-7b", vocab_size=8), rngs=nnx.Rngs(0))))
     with pytest.raises(ValueError, match="griffin-7b.*num_gate_blocks is 32 in the tree but 16"):
-        config_from_params(seven, "griffin-7b")
+        config_from_params(trees["griffin-paper-7b"], "griffin-7b")
     # without a preset a Hawk tree takes num_heads = its gate blocks (the release's convention)
     hawk = config_from_params(official_tree(7, ("recurrent",) * 2, heads=4),
                               embeddings_scale_by_sqrt_dim=False, logits_soft_cap=0.0)
@@ -423,7 +427,8 @@ def test_official_orbax_checkpoint_loads(tmp_path):
     ocp.PyTreeCheckpointer().save(path, {"params": tree})  # the release's save_parameters
     model = load_recurrentgemma_checkpoint(path, **HYPER)
     tokens = jnp.arange(8)[None] % 37
-    np.testing.assert_array_equal(model(tokens), from_recurrentgemma(tree, **HYPER)(tokens))
+    np.testing.assert_array_equal(forward(model, tokens),
+                                  forward(from_recurrentgemma(tree, **HYPER), tokens))
     with pytest.raises(FileNotFoundError, match="checkpoint folder"):
         load_recurrentgemma_checkpoint(tmp_path / "missing", **HYPER)
 
@@ -431,7 +436,6 @@ def test_official_orbax_checkpoint_loads(tmp_path):
 def test_language_model_runs_in_tree_mode():
     model = GriffinLM(tiny_config(), rngs=nnx.Rngs(0))
     tokens = jnp.arange(8)[None] % 37
-    eager = model(tokens)
     with nnx.set_graph_mode(False):
         got = jax.jit(lambda m, x: m(x))(model, tokens)
-    np.testing.assert_allclose(got, eager, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, forward(model, tokens), rtol=1e-5, atol=1e-5)

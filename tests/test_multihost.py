@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.spawn import xla_flags
 from tests.tiny import compose_cfg, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def _command(run_dir: Path, data_dir: Path, *extra: str) -> list[str]:
 
 
 def _env(devices: int, **extra: str) -> dict[str, str]:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    return {**os.environ, "XLA_FLAGS": xla_flags(f"--xla_force_host_platform_device_count={devices}"),
             "JAX_PLATFORMS": "cpu", **extra}
 
 

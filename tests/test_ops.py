@@ -20,6 +20,7 @@ from lru.blocks import ResidualBlock
 from lru.kernels import ops
 from lru.kernels.backend import forms, fused_pays
 from lru.layers import LRU
+from tests.spawn import xla_flags
 
 RNG = np.random.default_rng(0)
 SHAPE = (3, 7, 8)  # b, t, d
@@ -146,7 +147,7 @@ f = lambda z: jnp.sum(ops.gelu(z) + ops.project(z, z[0], "fp32").sum())
 print(json.dumps({"devices": jax.device_count(), "fused": fused_pays(),
                   "jaxpr": str(jax.make_jaxpr(f)(jnp.ones((4, 4))))}))
 """
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=2"),
            "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True)

@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+from tests.spawn import xla_flags
+
 SCRIPT = textwrap.dedent("""
     import functools, sys, jax, jax.numpy as jnp, numpy as np, optax
     from flax import nnx
@@ -58,7 +60,7 @@ SCRIPT = textwrap.dedent("""
 def test_sharded_step_equals_single_device_step(scan_method):
     """Both the XLA loop (``auto`` on a mesh) and the native kernel (whose operands XLA
     gathers onto each device) give the single-device step's numbers."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=2"),
            "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", SCRIPT, scan_method], env=env,
                          capture_output=True, text=True, timeout=300)
