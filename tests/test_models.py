@@ -428,11 +428,12 @@ def test_grad_over_pure_state(rung):
     lengths, labels = jnp.asarray(LENGTHS), jnp.array([0, 1, 1, 0])
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
+    @jax.jit  # one compiled program (eager, every operation would be compiled apart)
     def loss(p, rest):
         # training mode: BatchNorm updates its (discarded) statistics inside the trace
         return _xent(nnx.merge(graphdef, p, rest, copy=True)(x, lengths), labels)
 
-    grads = jax.grad(loss)(params, rest)
+    grads = jax.jit(jax.grad(loss))(params, rest)
     leaves = jax.tree_util.tree_leaves_with_path(grads)
     assert len(leaves) == len(jax.tree.leaves(params)) > 0
     for path, g in leaves:

@@ -156,10 +156,13 @@ def test_convolution_equals_recurrence(x64, bidirectional):
     layer = to_float64(S4(D_MODEL, D_STATE, bidirectional=bidirectional, rngs=nnx.Rngs(6)))
     u = make_input(7, dtype=jnp.float64)
     w = make_input(8, dtype=jnp.float64)
-    np.testing.assert_allclose(layer(u), layer.recurrent(u), rtol=1e-9, atol=1e-10)
+    # each path in one compiled program (eager, every operation would be compiled apart)
+    forward = nnx.jit(lambda m: (m(u), m.recurrent(u)))
+    grads = nnx.jit(lambda m: (nnx.grad(lambda m: jnp.sum(w * m(u)))(m),
+                               nnx.grad(lambda m: jnp.sum(w * m.recurrent(u)))(m)))
+    np.testing.assert_allclose(*forward(layer), rtol=1e-9, atol=1e-10)
 
-    conv = nnx.grad(lambda m: jnp.sum(w * m(u)))(layer)
-    rec = nnx.grad(lambda m: jnp.sum(w * m.recurrent(u)))(layer)
+    conv, rec = grads(layer)
     conv = {str(k): v[...] for k, v in conv.items()}
     rec = {str(k): v[...] for k, v in rec.items()}
     assert set(conv) == set(rec) == set(params_of(layer))
@@ -167,8 +170,8 @@ def test_convolution_equals_recurrence(x64, bidirectional):
         scale = float(jnp.max(jnp.abs(rec[k])))
         assert scale > 0, k  # not vacuous
         np.testing.assert_allclose(conv[k], rec[k], rtol=1e-7, atol=1e-9 * scale, err_msg=k)
-    gu_conv = jax.grad(lambda x: jnp.sum(w * layer(x)))(u)
-    gu_rec = jax.grad(lambda x: jnp.sum(w * layer.recurrent(x)))(u)
+    gu_conv, gu_rec = nnx.jit(lambda m: (jax.grad(lambda x: jnp.sum(w * m(x)))(u),
+                                         jax.grad(lambda x: jnp.sum(w * m.recurrent(x)))(u)))(layer)
     np.testing.assert_allclose(gu_conv, gu_rec, rtol=1e-8, atol=1e-10)
 
 

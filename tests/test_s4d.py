@@ -85,12 +85,13 @@ def step_loop(layer: S4D, u: jax.Array) -> jax.Array:
 def test_convolution_equals_recurrence(init):
     layer = random_layer(init, bidirectional=False)
     u = make_input(1)
-    conv = layer(u)
+    # each path in one compiled program (eager, every operation would be compiled apart)
+    conv, recurrent, stepped = nnx.jit(lambda m: (m(u), m.recurrent(u), step_loop(m, u)))(layer)
     want = ref_forward(params_of(layer), u, False)
     scale = np.abs(want).max()
     np.testing.assert_allclose(conv, want, rtol=1e-4, atol=1e-5 * scale)
-    np.testing.assert_allclose(layer.recurrent(u), conv, rtol=1e-4, atol=1e-5 * scale)
-    np.testing.assert_allclose(step_loop(layer, u), conv, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(recurrent, conv, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(stepped, conv, rtol=1e-4, atol=1e-5 * scale)
 
     # gradients w.r.t. every parameter (and the input), through each path
     w = make_input(2)
@@ -101,7 +102,7 @@ def test_convolution_equals_recurrence(init):
     }
     grads, input_grads = {}, {}
     for name, f in paths.items():
-        g, gu = nnx.grad(lambda m, x: jnp.sum(w * f(m, x)), argnums=(0, 1))(layer, u)
+        g, gu = nnx.jit(nnx.grad(lambda m, x: jnp.sum(w * f(m, x)), argnums=(0, 1)))(layer, u)
         grads[name] = {str(k): v[...] for k, v in g.items()}
         input_grads[name] = gu
     assert sorted(grads["conv"]) == ["A_imag", "C", "D", "log_A_real", "log_dt"]

@@ -8,7 +8,7 @@ complex convention included) that the shared custom VJP of
 Speed: XLA compiles one big module several times faster than many small ones, so the
 cases of each group are computed together in a single ``jax.jit`` on first use
 (:func:`batched`) and every parametrized test checks its own case. Shapes are small and
-reused; seeds are fixed.
+reused; seeds are fixed. The module runs on one pytest worker (``pytestmark``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ from lru.scan import (
     linear_recurrence,
     planar_recurrence,
 )
+
+#: Every case on one pytest worker: the batched computations are shared within a process
+#: (``functools.cache``), and split over two workers each would be compiled twice
+#: (measured: 221 s of test time over two workers, 126 s in one).
+pytestmark = pytest.mark.xdist_group("scan")
 
 BATCH, TIME, N = 2, 37, 4  # TIME = 37: one full chunk of 32 plus a ragged tail of 5
 assert TIME % DEFAULT_CHUNK != 0 and TIME > DEFAULT_CHUNK
