@@ -22,6 +22,7 @@ from flax import nnx
 from lru.griffin import GriffinConfig, GriffinLM, griffin_pattern, hawk_pattern
 from lru.griffin.sampling import generate, sample_logits
 from lru.griffin.segments import left_padded_positions
+from tests.jitted import forward
 
 
 VOCAB, WINDOW, T = 41, 4, 17
@@ -44,9 +45,7 @@ MODELS = {"griffin": lambda: make_model(griffin_pattern),
           "transformer": lambda: make_model(transformer_pattern, seed=2, window=T)}
 
 
-#: The model's parallel forward and prefill, compiled once per shape (eager, every op
-#: would be compiled apart).
-forward = nnx.jit(lambda model, *args: model(*args))
+#: The model's prefill, compiled once per shape (tests/jitted.py says why).
 prefill_of = nnx.jit(lambda model, *args: model.prefill(*args))
 
 

@@ -27,6 +27,7 @@ from lru.griffin import PRESETS, GriffinConfig, GriffinLM, count_params, griffin
 from lru.griffin.convert import (config_from_params, from_recurrentgemma,
                                  load_recurrentgemma_checkpoint, to_recurrentgemma)
 from lru.griffin.model import PAPER_GATE_BLOCKS, PAPER_SHAPES, PAPER_SIZES, Embedder
+from tests.jitted import forward
 
 # --------------------------------------------------------------------------- counts
 
@@ -153,11 +154,6 @@ def test_embedding_scale_is_rounded_in_bfloat16_and_decoding_is_tied():
     assert float(np.asarray(np.sqrt(2560), ml_dtypes.bfloat16)) == 50.5
     x = jnp.ones((1, 1, 2560))
     np.testing.assert_allclose(emb.decode(x)[0, 0], table.sum(-1), rtol=1e-5)
-
-
-#: The language model's forward, compiled once per model structure and shape (eager, every
-#: operation would be compiled apart).
-forward = nnx.jit(lambda model, *args: model(*args))
 
 
 def tiny_config(**kw) -> GriffinConfig:

@@ -18,6 +18,7 @@ from lru.training.config import register
 from lru.griffin.classifier import GriffinClassifier, GriffinDualClassifier
 from lru.training.loop import train
 from lru.training.optim import RECURRENT, param_labels
+from tests.jitted import forward
 from tests.tiny import compose_cfg, tiny_overrides
 
 register()
@@ -26,11 +27,6 @@ register()
 def classifier(pattern, bidirectional=False, seed=0, cls=GriffinClassifier, **kw):
     return cls(16, 24, 3, 5, pattern=pattern, num_heads=2, attention_window=3,
                bidirectional=bidirectional, rngs=nnx.Rngs(seed), **kw)
-
-
-#: The classifiers' forward, jitted: one compiled program per shape instead of every
-#: operation compiled apart (eager), which is what these tests' time went to.
-forward = nnx.jit(lambda model, *args: model(*args))
 
 
 def padded_batch(seed, lengths, time, vocab=11):
