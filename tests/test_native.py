@@ -42,11 +42,21 @@ def _uses_kernel(f, *args) -> bool:
     return "lru_planar_scan_forward" in str(jax.make_jaxpr(f)(*args))
 
 
+def _one_source(monkeypatch, folder, text: str):
+    """Make ``native._build`` compile one small file holding ``text`` instead of the kernels
+    (whose compile takes seconds; every kernel test here loads the real library)."""
+    source = folder / "source.cc"
+    source.write_text(text)
+    monkeypatch.setattr(native, "SOURCES", (source,))
+    return source
+
+
 def test_builds_here_and_reuses_the_cached_library(tmp_path, monkeypatch):
     """A fresh cache directory gets one library; building again finds it without compiling."""
-    monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path))
+    _one_source(monkeypatch, tmp_path, 'extern "C" int lru_test_symbol() { return 1; }\n')
+    monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path / "cache"))
     built = native._build(native._compiler())
-    libs = list(tmp_path.glob("lru_kernels-*.so"))
+    libs = list((tmp_path / "cache").glob("lru_kernels-*.so"))
     assert libs == [built]
     assert len(libs) == 1
     stamp = libs[0].stat().st_mtime_ns
@@ -80,13 +90,11 @@ def test_without_a_compiler_auto_falls_back_and_native_says_why(monkeypatch, fre
 
 
 def test_a_failed_compile_reports_the_command_and_the_compiler_output(tmp_path, monkeypatch):
-    broken = tmp_path / "broken.cc"
-    broken.write_text("this is not C++\n")
-    monkeypatch.setattr(native, "SOURCES", (native.SOURCES[0], broken))
+    broken = _one_source(monkeypatch, tmp_path, "this is not C++\n")
     monkeypatch.setenv("LRU_NATIVE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(native.NativeUnavailable, match="compiling .* failed") as info:
         native._build(native._compiler())
-    assert "broken.cc" in str(info.value) and "error" in str(info.value)
+    assert str(broken) in str(info.value) and "error" in str(info.value)
     assert not list((tmp_path / "cache").glob("*.so"))  # no half-built library left behind
 
 
