@@ -13,6 +13,8 @@ fixed.
 
 from __future__ import annotations
 
+import copy
+import functools
 import pickle
 from pathlib import Path
 
@@ -82,6 +84,12 @@ TINY_KEYS = {"model.d_model", "model.d_state", "model.n_layers", "trainer", "run
 
 
 def compose_experiment(name: str, overrides: list[str] = ()):
+    """``conf/config.yaml`` with ``+experiment=<name>`` and ``overrides`` (a fresh copy)."""
+    return copy.deepcopy(_composed(name, tuple(overrides)))
+
+
+@functools.cache
+def _composed(name: str, overrides: tuple[str, ...]):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=[f"+experiment={name}", *overrides])
 
@@ -256,13 +264,13 @@ def test_experiment_trains_two_steps(name, tmp_path):
     assert summary["steps"] == 2 and summary["params"] > 0
     assert 0.0 <= summary["test_accuracy"] <= 1.0
     # the run kept the experiment's structural settings; only the tiny keys changed
-    ran = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+    ran = OmegaConf.load(run / "config.yaml")
     composed = OmegaConf.to_container(full, resolve=False)
     for key, value in leaves({k: v for k, v in composed.items() if k != "run_dir"}):
         if any(key == t or key.startswith(t + ".") for t in TINY_KEYS):
             continue
         if isinstance(value, str) and "${" in value:
             continue  # interpolations (data_dir from $LRA_DATA) resolve differently
-        got = OmegaConf.select(OmegaConf.create(ran), key)
+        got = OmegaConf.select(ran, key)
         assert got == value, (name, key, got, value)
-    assert ran["model"]["d_model"] == 8 and ran["model"]["n_layers"] == 1
+    assert ran.model.d_model == 8 and ran.model.n_layers == 1
