@@ -149,9 +149,9 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(tmp_path, da
     ckpt.close()
 
 
-def _cli(run_dir: Path, data_dir: Path, steps: int) -> list[str]:
+def _cli(run_dir: Path, data_dir: Path, steps: int, *extra: str) -> list[str]:
     overrides = [o for o in tiny_overrides(data_dir, run_dir, steps) if not o.startswith("run_dir")]
-    return [sys.executable, "-m", "lru.train", f"hydra.run.dir={run_dir}", *overrides]
+    return [sys.executable, "-m", "lru.train", f"hydra.run.dir={run_dir}", *overrides, *extra]
 
 
 def _comparable(records):
@@ -159,12 +159,12 @@ def _comparable(records):
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
-    steps = 120
-    full = tmp_path / "full"
-    subprocess.run(_cli(full, data_dir, steps), check=True, capture_output=True, timeout=600)
+    steps, every = 120, ["trainer.eval_every=40"]  # 3 evaluations and their checkpoints
+    full = tmp_path / "full"  # uninterrupted, in this process
+    assert train(compose_cfg(tiny_overrides(data_dir, full, steps) + every))["status"] == "finished"
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(_cli(cut, data_dir, steps), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cli(cut, data_dir, steps, *every), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     metrics = cut / "metrics.jsonl"
     deadline = time.time() + 300
@@ -176,7 +176,8 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
     assert first["status"] == "preempted", first
     assert first["steps"] < steps
 
-    subprocess.run(_cli(cut, data_dir, steps), check=True, capture_output=True, timeout=600)
+    subprocess.run(_cli(cut, data_dir, steps, *every), check=True, capture_output=True,
+                   timeout=600)
     resumed = json.loads((cut / "summary.json").read_text())
     uninterrupted = json.loads((full / "summary.json").read_text())
     assert resumed["status"] == "finished"
