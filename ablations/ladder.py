@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,44 @@ def run_multiruns(multiruns: Sequence[Multirun], *, dry_run: bool = False,
     failed = []
     for m in multiruns:
         echo(f"$ {shlex.join(m.command)}")
-        if not dry_run and subprocess.run(m.command).returncode != 0:
+        if dry_run:
+            continue
+        code, signum = _run_forwarding_signals(m.command)
+        if code != 0:
             failed.append(m)
+        if signum is not None:
+            echo(f"stopped by {signal.Signals(signum).name}: the multiruns after {m.name} were "
+                 f"not started; run the same command again to resume")
+            break
     return failed
+
+
+def _run_forwarding_signals(command: Sequence[str]) -> tuple[int, int | None]:
+    """Run ``command``, passing SIGTERM and SIGINT on to it; ``(exit status, the signal this
+    process received or the child ended by, else None)``.
+
+    The child (``python -m lru.train -m``) preempts its job on either signal and ends its
+    sweep with status 128 + the signal (:func:`lru.train.stop_sweep`).
+    """
+    received: list[int] = []
+    child = subprocess.Popen(command)
+
+    def forward(signum, frame):
+        received.append(signum)
+        child.send_signal(signum)
+
+    old = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                old[sig] = signal.signal(sig, forward)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        code = child.wait()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    by_signal = {128 + s for s in (signal.SIGTERM, signal.SIGINT)} | {-signal.SIGTERM,
+                                                                     -signal.SIGINT}
+    signum = received[0] if received else (abs(code) % 128 if code in by_signal else None)
+    return code, signum

@@ -12,6 +12,7 @@ The app only wires Hydra to :func:`lru.training.loop.train`, which does the work
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import hydra
@@ -45,7 +46,19 @@ def main(cfg: DictConfig) -> float | None:
               f"{summary['run_dir']}")
     elif summary["status"] in ("failed", "locked") and HydraConfig.get().mode == RunMode.RUN:
         sys.exit(1)  # a single run fails loudly; in a sweep the other jobs carry on
+    if "signal" in summary and HydraConfig.get().mode == RunMode.MULTIRUN:
+        stop_sweep(summary)
     return summary.get("best_val_accuracy")
+
+
+def stop_sweep(summary: dict) -> None:
+    """End the whole sweep after a job that received SIGTERM or SIGINT (preempted, or done
+    as the signal came): Hydra's launcher would otherwise start the next job. Exits with
+    128 + the signal's number, as a process killed by it would."""
+    print(f"sweep stopped by {summary['signal']} during the job in {summary['run_dir']} "
+          f"(status {summary['status']}); the jobs after it were not started. Run the same "
+          f"command again to resume: finished jobs are skipped.", flush=True)
+    sys.exit(128 + signal.Signals[summary["signal"]])
 
 
 if __name__ == "__main__":

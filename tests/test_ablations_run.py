@@ -157,3 +157,47 @@ def test_a_tiny_ladder_runs_through_the_basic_launcher_and_tabulates(tmp_path, m
             "test_accuracy"].iloc[0]
         assert f"{accuracy:.1f} (n=1)" in lines[label]
     assert "—" in lines["ring"]
+
+
+# A multirun's stand-in: says it is ready, then waits; on SIGTERM it records the signal and
+# ends as lru.train's sweep does (128 + the signal's number).
+_WAITER = """
+import signal, sys, time
+from pathlib import Path
+def stop(signum, frame):
+    Path(sys.argv[1], "got").write_text(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+Path(sys.argv[1], "ready").write_text("")
+time.sleep(120)
+"""
+_RUNNER = """
+import sys
+from ablations.ladder import Multirun, run_multiruns
+class Command(Multirun):
+    command = property(lambda self: list(self.overrides))
+folder = sys.argv[1]
+failed = run_multiruns([
+    Command("first", (sys.executable, "-c", sys.argv[2], folder)),
+    Command("second", (sys.executable, "-c", "import sys, pathlib; "
+                       "pathlib.Path(sys.argv[1], 'second').write_text('')", folder))])
+print("failed:", [m.name for m in failed])
+"""
+
+
+def test_a_signal_to_the_ladder_reaches_its_multirun_and_starts_no_other(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    runner = subprocess.Popen([sys.executable, "-c", _RUNNER, str(tmp_path), _WAITER],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "ready").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGTERM)  # to the runner only, not its process group
+    out, _ = runner.communicate(timeout=120)
+    assert (tmp_path / "got").read_text() == "SIGTERM"  # forwarded to the multirun
+    assert not (tmp_path / "second").exists(), out  # and nothing started after it
+    assert "stopped by SIGTERM" in out and "failed: ['first']" in out, out

@@ -111,6 +111,27 @@ def test_a_sweep_reports_a_locked_job_and_runs_the_others(tmp_path, data_dir):
     assert json.loads((sweep / "seed1" / "summary.json").read_text())["status"] == "finished"
 
 
+def test_a_signal_ends_the_sweep_after_preempting_its_job(tmp_path, data_dir):
+    """SIGTERM to ``python -m lru.train -m``: the job being trained saves and stops, and the
+    launcher starts no other job (rerunning the command resumes the sweep)."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(_cli(sweep, data_dir, 100_000, "seed=0,1,2",
+                                 "hydra.sweep.subdir=seed${seed}", multirun=True),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    metrics = sweep / "seed0" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    summary = json.loads((sweep / "seed0" / "summary.json").read_text())
+    assert summary["status"] == "preempted" and summary["signal"] == "SIGTERM"
+    assert (sweep / "seed0" / "checkpoints" / "latest").is_dir()
+    assert not (sweep / "seed1").exists() and not (sweep / "seed2").exists(), out
+    assert "sweep stopped by SIGTERM" in out and "were not started" in out, out
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 

@@ -472,4 +472,5 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                     break
     return {"status": status, "steps": summary.get("steps", start),
             "best_val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
-            "best_step": best["step"]}
+            "best_step": best["step"],
+            **({"signal": signal.Signals(stop.received).name} if stop.received else {})}
