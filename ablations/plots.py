@@ -41,7 +41,7 @@ from omegaconf import DictConfig
 from ablations.reference import paper_cells, paper_numbers
 from ablations.runs import load_runs, run_label
 from ablations.stats import RUN_COLUMNS, SETTING, finished_runs, is_finished, seed_stats
-from ablations.table import LRA_TASKS
+from ablations.table import LRA_TASKS, cell_stats
 from lru.analysis import expected_state_norm, layer_eigenvalues
 from lru.ladder import RUNG_NAMES, uses_ring
 from lru.layers.lru import LRU
@@ -220,7 +220,9 @@ def accuracy_data(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> 
       One row per task (LRA order) and label (ladder order, then other models) of ``runs``,
       every label on every task (``seeds`` 0 where it has no run there): ``task``, ``label``, ``mean`` and ``sem`` (percent; NaN without a finished seed,
       ``sem`` NaN with one), ``seeds`` (seeds run), ``finished``, ``accuracies`` (a tuple:
-      each finished seed's accuracy in percent, by seed) and, with ``reference``, ``paper``
+      each finished seed's accuracy in percent, by seed), ``unfinished`` (the seeds that did
+      not finish, counted by status as the table counts them: ``"2 failed, 1 preempted"``;
+      empty if none) and, with ``reference``, ``paper``
       (NaN where the paper prints no number or has no row) and ``source`` (NaN where it has
       no row).
 
@@ -233,8 +235,12 @@ def accuracy_data(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> 
         raise ValueError("plot_rung_accuracy: no runs to plot (the runs frame is empty)")
     grid = pd.MultiIndex.from_product([task_order(runs["task"]), label_order(runs["label"])],
                                       names=list(SETTING))
-    data = seed_stats(runs).reindex(grid)
-    data[["seeds", "finished"]] = data[["seeds", "finished"]].fillna(0).astype(int)
+    data = cell_stats(runs).set_index(list(SETTING)).reindex(grid)
+    statuses = [c for c in data.columns if c not in ("mean", "sem", "seeds", "finished")]
+    counts = ["seeds", "finished", *statuses]
+    data[counts] = data[counts].fillna(0).astype(int)
+    data["unfinished"] = [", ".join(f"{int(row[s])} {s}" for s in statuses if row[s])
+                          for _, row in data.iterrows()]
     per_seed = finished_runs(runs).sort_values("seed").groupby(list(SETTING))["accuracy"]
     accuracies = per_seed.agg(tuple)
     data["accuracies"] = [accuracies.get(key, ()) for key in data.index]
@@ -251,8 +257,8 @@ def plot_rung_accuracy(runs: pd.DataFrame, reference: pd.DataFrame | None = None
     One panel per task; on each, a bar per label (ladder order, then baselines) at the mean
     test accuracy over the finished seeds with its standard error (none for one seed), each
     seed as a dot, and the paper's value as a black diamond (✗ where the paper prints a
-    failure). A label that has runs but no finished one shows ``missing`` (never a zero
-    bar). The numbers are :func:`accuracy_data`'s, the same as the table's.
+    failure). A label that has runs but no finished one shows what became of them, as the
+    table counts them (``3 failed``; never a zero bar). The numbers are :func:`accuracy_data`'s, the same as the table's.
 
     Args:
       runs, reference: as :func:`accuracy_data`.
@@ -280,9 +286,9 @@ def plot_rung_accuracy(runs: pd.DataFrame, reference: pd.DataFrame | None = None
                        color=colors[cell.label], alpha=0.6, edgecolor=colors[cell.label])
                 ax.scatter(x + rng.uniform(-0.15, 0.15, cell.finished), cell.accuracies, s=10,
                            color="black", alpha=0.6, zorder=4)
-            elif cell.seeds:
-                ax.text(x, 1, "missing", rotation=90, ha="center", va="bottom", color="red",
-                        fontsize="small")
+            elif cell.seeds:  # no bar (never a zero): what became of its runs
+                ax.text(x, 1, cell.unfinished, rotation=90, ha="center", va="bottom",
+                        color="red", fontsize="small")
             if reference is not None and pd.notna(cell.paper):
                 ax.plot([x], [cell.paper], **_PAPER_STYLE)
             elif reference is not None and pd.notna(cell.source):  # printed ✗: a failure
@@ -300,7 +306,7 @@ def plot_rung_accuracy(runs: pd.DataFrame, reference: pd.DataFrame | None = None
     if crosses:
         handles.append(Line2D([], [], marker="$✗$", color="black", linestyle="none",
                               label="paper: ✗ (failed)"))
-    axes[0].legend(handles=handles, loc="upper left", fontsize="small")
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     fig.suptitle("Test accuracy per rung: mean ± standard error over seeds")
     return fig
 

@@ -174,9 +174,9 @@ def test_plot_rung_accuracy_shows_means_of_finished_seeds_only(tmp_path):
     assert [t.get_text() for t in listops.get_xticklabels()] == ["rnn_tanh", "lru", "s5"]
     heights = [p.get_height() for p in listops.patches]
     assert heights == pytest.approx([50.0, 45.0, 50.0])  # lru: seeds 0 and 1 only
-    # rnn_tanh failed on every pathfinder seed: no bar (never a zero), a "missing" note
+    # rnn_tanh failed on every pathfinder seed: no bar (never a zero), the table's count
     assert [p.get_height() for p in pathfinder.patches] == pytest.approx([45.0, 50.0])
-    assert "missing" in [t.get_text() for t in pathfinder.texts]
+    assert "3 failed" in [t.get_text() for t in pathfinder.texts]
     assert "✗" in [t.get_text() for t in pathfinder.texts]  # the paper's printed failure
     assert_image(tmp_path / "accuracy.png", fig)
     assert_image(tmp_path / "accuracy-noref.png", plots.plot_rung_accuracy(runs_frame()))
