@@ -119,18 +119,18 @@ def test_convolution_equals_recurrence(init):
 @pytest.mark.parametrize("init", INITS)
 def test_bidirectional_convolution_equals_reverse_recurrence(init):
     layer = random_layer(init, bidirectional=True, seed=3)
-    u = make_input(4)
-    conv = layer(u)
+    u, w = make_input(4), make_input(5)
+    # one program: both forms' values and gradients (each eager op would compile apart)
+    conv, rec, g_conv, g_rec = nnx.jit(lambda m: (
+        m(u), m.recurrent(u), nnx.grad(lambda m: jnp.sum(w * m(u)))(m),
+        nnx.grad(lambda m: jnp.sum(w * m.recurrent(u)))(m)))(layer)
     want = ref_forward(params_of(layer), u, True)
     scale = np.abs(want).max()
     np.testing.assert_allclose(conv, want, rtol=1e-4, atol=1e-5 * scale)
     # the reverse kernel really contributes (differs from the forward-only reference)
     fwd_only = ref_forward(params_of(layer), u, False)
     assert np.abs(want - fwd_only).max() > 0.1 * scale
-    np.testing.assert_allclose(layer.recurrent(u), conv, rtol=1e-4, atol=1e-5 * scale)
-    w = make_input(5)
-    g_conv = nnx.grad(lambda m: jnp.sum(w * m(u)))(layer)
-    g_rec = nnx.grad(lambda m: jnp.sum(w * m.recurrent(u)))(layer)
+    np.testing.assert_allclose(rec, conv, rtol=1e-4, atol=1e-5 * scale)
     for k, g in g_conv.items():
         tol = 1e-4 * float(jnp.max(jnp.abs(g[...])))
         np.testing.assert_allclose(g_rec[k][...], g[...], rtol=1e-3, atol=tol, err_msg=str(k))

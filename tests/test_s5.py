@@ -137,24 +137,28 @@ def test_forward_and_gradients_match_loop(discretization, conj_sym):
     # values: against the float64 loop
     p64 = {k: np.asarray(v, np.float64) for k, v in params_of(layer).items()}
     want = ref_forward(p64, np.asarray(u, np.float64), np, step_rescale=1.5, **kw)
-    got = np.asarray(layer(u))
+    # one program for the layer's three paths (each eager op would compile apart)
+    def paths(m):
+        state, ys = m.init_state(BATCH), []
+        for t in range(TIME):
+            state, y_t = m.step(state, u[:, t])
+            ys.append(y_t)
+        return m(u), jnp.stack(ys, axis=1), state, m.states(u)[:, -1]
+
+    got, stepped, state, last = nnx.jit(paths)(layer)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
     # values: against the layer's own recurrent mode, one step at a time
-    state, ys = layer.init_state(BATCH), []
     assert state.shape == (BATCH, layer.n) and state.dtype == jnp.complex64
-    for t in range(TIME):
-        state, y_t = layer.step(state, u[:, t])
-        ys.append(y_t)
-    np.testing.assert_allclose(np.stack(ys, axis=1), got, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(state, layer.states(u)[:, -1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stepped, got, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state, last, rtol=1e-5, atol=1e-6)
 
     # gradients w.r.t. every parameter: custom-VJP scan == autodiff of the loop
     def ref_loss(p):
         return jnp.sum(w * ref_forward(p, u, jnp, step_rescale=1.5, **kw))
 
     want_g = jax.jit(jax.grad(ref_loss))(params_of(layer))
-    got_g = nnx.grad(lambda m: jnp.sum(w * m(u)))(layer)
+    got_g = nnx.jit(nnx.grad(lambda m: jnp.sum(w * m(u))))(layer)
     got_g = {str(k): v[...] for k, v in got_g.items()}
     assert set(got_g) == set(want_g)
     for k in want_g:
