@@ -242,7 +242,8 @@ def test_tensorboard_mirrors_the_metrics(tmp_path, data_dir):
     from tasks.tfrecord import read_records
 
     run = tmp_path / "run"
-    summary = train(compose_cfg(tiny_overrides(data_dir, run, steps=20) + ["trainer.tensorboard=true"]))
+    summary = train(compose_cfg(tiny_overrides(data_dir, run, steps=20)
+                                 + ["trainer.tensorboard=true", "trainer.checkpoint=false"]))
     assert summary["status"] == "finished"
     scalars = {}
     for path in (run / "tensorboard").glob("events.out.tfevents.*"):
@@ -261,7 +262,7 @@ MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 def test_every_model_config_trains_two_steps(model, tmp_path, data_dir):
     cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=2)
                       + [f"model={model}", "model.d_model=8", "model.d_state=8",
-                         "model.n_layers=1", "trainer.eval_every=2"])
+                         "model.n_layers=1", "trainer.eval_every=2", "trainer.checkpoint=false"])
     summary = train(cfg)
     assert summary["status"] == "finished", summary.get("reason")
     assert summary["model"] == model
@@ -301,7 +302,8 @@ def test_without_native_kernels_the_run_warns_and_says_so(tmp_path, data_dir, mo
     from lru.kernels import native
 
     monkeypatch.setattr(native, "_load", lambda: "no C++ compiler found (test)")
-    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=2) + ["model.n_layers=1"])
+    cfg = compose_cfg(tiny_overrides(data_dir, tmp_path / "run", steps=2)
+                      + ["model.n_layers=1", "trainer.checkpoint=false"])
     with pytest.warns(UserWarning, match="compiled CPU kernels .* unavailable: no C\\+\\+ compiler"):
         summary = train(cfg)
     assert summary["status"] == "finished", summary.get("reason")
