@@ -135,6 +135,25 @@ def test_a_signal_ends_the_sweep_after_preempting_its_job(tmp_path, data_dir):
 # --------------------------------------------------------------------------- checkpoints
 
 
+#: The checkpoint tests' run: the tiny job, 40 steps, evaluated (and saved) every 10.
+CHECKPOINTED = ["trainer.eval_every=10"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir) -> Path:
+    """A finished :data:`CHECKPOINTED` run (latest steps 29 and 39 kept), trained once per
+    test process; tests copy it (:func:`_copy_of`), never change it."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert train(compose_cfg(tiny_overrides(data_dir, run, 40) + CHECKPOINTED))["status"] \
+        == "finished"
+    return run
+
+
+def _copy_of(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
 def _damage(step_dir: Path) -> None:
     """Overwrite every array file of an orbax step with bytes of the same length."""
     files = [p for p in (step_dir / "arrays").rglob("*") if p.is_file()]
@@ -143,12 +162,10 @@ def _damage(step_dir: Path) -> None:
         p.write_bytes(b"\x5a" * max(p.stat().st_size, 8))
 
 
-def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, data_dir):
-    full = tmp_path / "full"
-    overrides = ["trainer.eval_every=10"]
-    assert train(compose_cfg(tiny_overrides(data_dir, full, 40) + overrides))["status"] == "finished"
-    run = tmp_path / "run"
-    shutil.copytree(full, run)
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, data_dir,
+                                                                   finished_run):
+    full, overrides = finished_run, CHECKPOINTED
+    run = _copy_of(full, tmp_path / "run")
     (run / "summary.json").unlink()  # as if the run were cut short after its last save
     latest, best = run / "checkpoints" / "latest", run / "checkpoints" / "best"
     assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [29, 39]
@@ -174,17 +191,15 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, data
         assert summary[key] == original[key], key
 
 
-def test_no_restorable_checkpoint_fails_listing_every_reason(tmp_path, data_dir):
-    run = tmp_path / "run"
-    overrides = ["trainer.eval_every=10"]
-    assert train(compose_cfg(tiny_overrides(data_dir, run, 20) + overrides))["status"] == "finished"
+def test_no_restorable_checkpoint_fails_listing_every_reason(tmp_path, data_dir, finished_run):
+    run, overrides = _copy_of(finished_run, tmp_path / "run"), CHECKPOINTED
     (run / "summary.json").unlink()
     damaged = [d for name in ("latest", "best") for d in (run / "checkpoints" / name).iterdir()
                if d.name.isdigit()]
     for d in damaged:
         _damage(d)
     metrics = (run / "metrics.jsonl").read_bytes()
-    proc = subprocess.run(_cli(run, data_dir, 20, *overrides), capture_output=True, text=True,
+    proc = subprocess.run(_cli(run, data_dir, 40, *overrides), capture_output=True, text=True,
                           timeout=600, cwd=REPO)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -196,10 +211,9 @@ def test_no_restorable_checkpoint_fails_listing_every_reason(tmp_path, data_dir)
 
 
 def test_a_failed_save_fails_the_run_and_leaves_the_previous_checkpoint(tmp_path, data_dir,
-                                                                         monkeypatch):
-    overrides = ["trainer.eval_every=10"]
-    full = tmp_path / "full"
-    assert train(compose_cfg(tiny_overrides(data_dir, full, 30) + overrides))["status"] == "finished"
+                                                                         monkeypatch,
+                                                                         finished_run):
+    full, overrides = finished_run, CHECKPOINTED
 
     real = lru.training.checkpoints.write_json
 
@@ -210,21 +224,19 @@ def test_a_failed_save_fails_the_run_and_leaves_the_previous_checkpoint(tmp_path
 
     run = tmp_path / "run"
     monkeypatch.setattr(lru.training.checkpoints, "write_json", disk_full_at_step_19)
-    summary = train(compose_cfg(tiny_overrides(data_dir, run, 30) + overrides))
+    summary = train(compose_cfg(tiny_overrides(data_dir, run, 40) + overrides))
     assert summary["status"] == "failed" and "No space left on device" in summary["reason"]
     monkeypatch.setattr(lru.training.checkpoints, "write_json", real)
 
     with pytest.warns(UserWarning, match="step 19 does not restore"):
-        resumed = train(compose_cfg(tiny_overrides(data_dir, run, 30) + overrides))
+        resumed = train(compose_cfg(tiny_overrides(data_dir, run, 40) + overrides))
     assert resumed["status"] == "finished", resumed.get("reason")
     assert resumed["restored_from"]["step"] == 9
     assert _comparable(read_metrics(run)) == _comparable(read_metrics(full))
 
 
-def test_starting_over_removes_the_old_runs_checkpoints(tmp_path, data_dir):
-    run = tmp_path / "run"
-    overrides = ["trainer.eval_every=10"]
-    assert train(compose_cfg(tiny_overrides(data_dir, run, 40) + overrides))["status"] == "finished"
+def test_starting_over_removes_the_old_runs_checkpoints(tmp_path, data_dir, finished_run):
+    run, overrides = _copy_of(finished_run, tmp_path / "run"), CHECKPOINTED
     again = train(compose_cfg(tiny_overrides(data_dir, run, 20) + overrides
                               + ["trainer.resume=false"]))
     assert again["status"] == "finished" and again["steps"] == 20
