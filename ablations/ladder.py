@@ -238,7 +238,7 @@ def _run_forwarding_signals(command: Sequence[str]) -> tuple[int, int | None]:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    by_signal = {128 + s for s in (signal.SIGTERM, signal.SIGINT)} | {-signal.SIGTERM,
-                                                                     -signal.SIGINT}
-    signum = received[0] if received else (abs(code) % 128 if code in by_signal else None)
-    return code, signum
+    if received:
+        return code, received[0]
+    ended_by = -code if code < 0 else code - 128  # killed by it, or exited 128 + it
+    return code, ended_by if ended_by in (signal.SIGTERM, signal.SIGINT) else None

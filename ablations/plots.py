@@ -258,7 +258,8 @@ def plot_rung_accuracy(runs: pd.DataFrame, reference: pd.DataFrame | None = None
     test accuracy over the finished seeds with its standard error (none for one seed), each
     seed as a dot, and the paper's value as a black diamond (✗ where the paper prints a
     failure). A label that has runs but no finished one shows what became of them, as the
-    table counts them (``3 failed``; never a zero bar). The numbers are :func:`accuracy_data`'s, the same as the table's.
+    table counts them (``3 failed``; never a zero bar). The numbers are
+    :func:`accuracy_data`'s, the same as the table's.
 
     Args:
       runs, reference: as :func:`accuracy_data`.
