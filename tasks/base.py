@@ -2,6 +2,12 @@
 
 Axis legend: ``e`` examples, ``t`` time (padded length), ``c`` channels.
 
+Two kinds of task: *sequence* tasks (every LRA task) have one label per example, ``(e,)``;
+*per-token* tasks (``TaskMeta.per_token``, the synthetic sequence-to-sequence tasks) have a
+target at every position, ``(e, t)``, equal to :data:`IGNORE` where the position is not
+scored. Per-token targets are token ids (``n_classes == vocab_size``), so a per-position head
+predicts the next answer token over the whole vocabulary.
+
 A task is a :class:`Task`: its default options, its metadata, the source files a split is
 read from (checked up front, so a missing file fails with the exact path), and ``build``,
 which reads them into numpy arrays. ``tasks.load`` wraps ``build`` in the cache
@@ -17,6 +23,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+#: The target at a position a per-token task does not score (its loss and accuracy skip it).
+IGNORE = -1
 
 #: Where the official files come from, for error messages and the README.
 LRA_RELEASE = (
@@ -58,6 +67,9 @@ class TaskMeta:
       vocab_size: token vocabulary size including padding (id 0) for token tasks, else None.
       channels: input channels ``c`` for pixel tasks (uint8 values 0..255), else None.
       dual: True for two-document tasks (retrieval).
+      per_token: True for per-token tasks: ``labels`` are ``(e, t)`` targets, :data:`IGNORE`
+        where unscored, and a model must be causal (it predicts position ``i`` from steps
+        ``<= i`` only).
       extra: task-specific facts (e.g. the vocabulary), JSON-serialisable.
     """
 
@@ -67,6 +79,7 @@ class TaskMeta:
     vocab_size: int | None = None
     channels: int | None = None
     dual: bool = False
+    per_token: bool = False
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -77,7 +90,8 @@ class Split:
     Attributes:
       inputs: ``(e, t)`` int32 token ids (0 = padding) or ``(e, t, c)`` uint8 pixels.
       lengths: ``(e,)`` int32 true lengths.
-      labels: ``(e,)`` int32 class ids.
+      labels: ``(e,)`` int32 class ids; for a per-token task ``(e, t)`` int32 targets,
+        :data:`IGNORE` at unscored positions (and at padding).
       meta: the task's :class:`TaskMeta`.
       inputs2, lengths2: the second document of two-document tasks, else None.
     """
