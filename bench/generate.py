@@ -5,7 +5,8 @@ blocks and MLPs, only the temporal blocks differ):
 
 * ``griffin``: (recurrent, recurrent, attention) blocks, local attention window ``--window``;
 * ``hawk``: recurrent blocks only;
-* ``transformer``: multi-query attention blocks only, with a full KV cache: its attention
+* ``transformer``: multi-query attention blocks only (the MQA Transformer,
+  :func:`lru.griffin.mqa_pattern`), with a full KV cache: its attention
   window is the whole sequence (prompt + generated tokens), so its cache holds every key and
   value, as a global-attention Transformer's does.
 
@@ -40,7 +41,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lru.kernels.cpu_allocator import tune_cpu_allocator
-from lru.griffin import GriffinConfig, GriffinLM, count_params, griffin_pattern, hawk_pattern
+from lru.griffin import (GriffinConfig, GriffinLM, count_params, griffin_pattern, hawk_pattern,
+                         mqa_pattern)
 from lru.training.runfiles import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_config(kind: str, args, total: int) -> GriffinConfig:
     pattern = {"griffin": griffin_pattern, "hawk": hawk_pattern,
-               "transformer": lambda n: ("attention",) * n}[kind]
+               "transformer": mqa_pattern}[kind]
     return GriffinConfig(
         vocab_size=args.vocab, width=args.width, mlp_expanded_width=3 * args.width,
         num_heads=max(1, args.width // 128), block_types=pattern(args.layers),

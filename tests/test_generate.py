@@ -1,8 +1,8 @@
 """Constant-memory generation (``lru.griffin.sampling`` and ``GriffinLM.prefill/step``).
 
 * The parallel forward equals prefilling part of a sequence and decoding the rest one token
-  at a time, to float32 tolerance, well past the attention window, for Griffin, Hawk and an
-  all-attention model with a full-length window (the benchmark's Transformer).
+  at a time, to float32 tolerance, well past the attention window, for Griffin, Hawk and the
+  MQA Transformer (all attention, a full-length window; more in tests/test_mqa.py).
 * Two documents packed in one row give what each gives alone, in parallel and decoding.
 * A left-padded batch gives each row what the row gives alone, whatever the padding holds.
 * The caches keep their shapes however many tokens are generated.
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lru.griffin import GriffinConfig, GriffinLM, griffin_pattern, hawk_pattern
+from lru.griffin import GriffinConfig, GriffinLM, griffin_pattern, hawk_pattern, mqa_pattern
 from lru.griffin.sampling import generate, sample_logits
 from lru.griffin.segments import left_padded_positions
 from tests.jitted import forward
@@ -36,13 +36,9 @@ def make_model(pattern, seed=0, window=WINDOW, layers=3):
     return model
 
 
-def transformer_pattern(n):
-    return ("attention",) * n
-
-
 MODELS = {"griffin": lambda: make_model(griffin_pattern),
           "hawk": lambda: make_model(hawk_pattern, seed=1),
-          "transformer": lambda: make_model(transformer_pattern, seed=2, window=T)}
+          "mqa": lambda: make_model(mqa_pattern, seed=2, window=T)}
 
 
 #: The model's prefill, compiled once per shape (tests/jitted.py says why).

@@ -1,4 +1,5 @@
-"""Hawk and Griffin as Long Range Arena classifiers (``model=hawk`` / ``model=griffin``).
+"""Hawk, Griffin and the MQA Transformer as Long Range Arena classifiers (``model=hawk`` /
+``model=griffin`` / ``model=mqa``).
 
 Axis legend: ``b`` batch, ``t`` time, ``d`` width (``model.d_model``), ``c`` classes.
 
@@ -25,14 +26,15 @@ from flax import nnx
 
 from lru.choices import check_choice
 from lru.griffin.blocks import ResidualBlock, RMSNorm
-from lru.griffin.model import griffin_pattern, hawk_pattern
+from lru.griffin.model import griffin_pattern, hawk_pattern, mqa_pattern
 from lru.blocks import length_mask
 from lru.models import POOLINGS, Classifier, DualClassifier, Encoder, pool
 
 Array = jax.Array
 
-#: The block patterns of ``model.layer``.
-PATTERNS = {"hawk": hawk_pattern, "griffin": griffin_pattern}
+#: The block patterns of ``model.layer`` (MQA: all attention, global when its window covers
+#: the sequence).
+PATTERNS = {"hawk": hawk_pattern, "griffin": griffin_pattern, "mqa": mqa_pattern}
 
 
 class GriffinBackbone(nnx.Module):
@@ -40,12 +42,14 @@ class GriffinBackbone(nnx.Module):
 
     Args:
       d_model: width ``d``.
-      d_state: the RG-LRU's width ``D_RNN`` (``lru_width``).
+      d_state: the RG-LRU's width ``D_RNN`` (``lru_width``); unread by MQA (no recurrence).
       n_layers: residual blocks.
-      pattern: ``"hawk"`` or ``"griffin"``.
+      pattern: ``"hawk"``, ``"griffin"`` or ``"mqa"`` (:data:`PATTERNS`).
       num_heads: attention heads and RG-LRU gate blocks (dividing ``d`` and ``D_RNN``).
       mlp_expansion: the GeGLU MLP's expansion factor (3 in Griffin).
-      attention_window: the local attention's window (Griffin).
+      attention_window: the attention's window (Griffin, MQA); MQA's attention is global
+        when it is at least the sequence length (the harness sees to it,
+        :func:`lru.training.registry.global_window`).
       conv1d_temporal_width: the recurrent block's convolution width (4).
       complex: the CG-LRU (Griffin paper's App. B) in place of the RG-LRU.
       scan_method: the RG-LRU's scan method.
@@ -64,10 +68,12 @@ class GriffinBackbone(nnx.Module):
                  bidirectional: bool = False, rngs: nnx.Rngs):
         check_choice("pattern", pattern, PATTERNS)
         check_choice("pooling", pooling, POOLINGS)
-        if d_model % num_heads or d_state % num_heads:
+        kinds = PATTERNS[pattern](n_layers)
+        if d_model % num_heads or ("recurrent" in kinds and d_state % num_heads):
             raise ValueError(f"GriffinBackbone: num_heads={num_heads} must divide d_model="
-                             f"{d_model} and d_state={d_state} (the RNN width); set "
-                             f"model.layer_options.num_heads to a common divisor")
+                             f"{d_model} and, with recurrent blocks, d_state={d_state} (the "
+                             f"RNN width); set model.layer_options.num_heads to a common "
+                             f"divisor")
         self.encoder = Encoder(d_model, vocab_size=vocab_size, d_input=d_input, rngs=rngs)
         self.blocks = nnx.List([
             ResidualBlock(d_model, kind, num_heads=num_heads,
@@ -77,7 +83,7 @@ class GriffinBackbone(nnx.Module):
                           final_w_init_variance_scale=2.0 / n_layers, complex=complex,
                           scan_method=scan_method, dropout=dropout,
                           bidirectional=bidirectional, rngs=rngs)
-            for kind in PATTERNS[pattern](n_layers)])
+            for kind in kinds])
         self.final_norm = RMSNorm(d_model)
         self.pooling = pooling
 

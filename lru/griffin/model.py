@@ -12,7 +12,8 @@ Facts from the reference (google-deepmind/recurrentgemma: ``recurrentgemma/jax/g
 
 ``sqrt(d)`` is rounded to bfloat16 before the product, as the reference does "to match
 training" (``sqrt(2560) = 50.596`` becomes 50.5). Hawk's blocks are all recurrent; Griffin's
-repeat (recurrent, recurrent, attention).
+repeat (recurrent, recurrent, attention); the MQA Transformer baseline's (the paper's §3)
+are all attention, with a window covering the sequence (:func:`mqa_pattern`).
 
 Presets (:data:`PRESETS`):
 
@@ -58,6 +59,15 @@ def griffin_pattern(n_layers: int) -> tuple[str, ...]:
 def hawk_pattern(n_layers: int) -> tuple[str, ...]:
     """Hawk's temporal blocks: all recurrent."""
     return ("recurrent",) * n_layers
+
+
+def mqa_pattern(n_layers: int) -> tuple[str, ...]:
+    """The MQA Transformer baseline's temporal blocks (the Griffin paper's §3): all attention.
+
+    Global attention when the window covers the sequence (``attention_window_size`` at least
+    the longest sequence; the cache then holds every key and value, as a Transformer's).
+    """
+    return ("attention",) * n_layers
 
 
 @dataclasses.dataclass(frozen=True)

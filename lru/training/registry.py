@@ -27,9 +27,9 @@ from lru.training.config import ModelConfig
 #: Sequence layers selectable as ``model.layer``: mixers inside the harness's residual block,
 #: or whole backbones with their own residual blocks (:data:`BACKBONES`).
 LAYERS = {"lru": LRU, "rg_lru": RGLRULayer, "s4": S4, "s4d": S4D, "s5": S5,
-          "hawk": GriffinBackbone, "griffin": GriffinBackbone}
-#: ``model.layer`` values that are whole backbones (Hawk/Griffin, lru.griffin.classifier).
-BACKBONES = ("hawk", "griffin")
+          "hawk": GriffinBackbone, "griffin": GriffinBackbone, "mqa": GriffinBackbone}
+#: ``model.layer`` values that are whole backbones (Hawk/Griffin/MQA, lru.griffin.classifier).
+BACKBONES = ("hawk", "griffin", "mqa")
 #: Arguments a backbone takes from the model config's own keys, not from layer_options.
 BACKBONE_ARGS = {"self", "d_model", "d_state", "n_layers", "pattern", "scan_method",
                  "vocab_size", "d_input", "pooling", "dropout", "bidirectional", "rngs"}
@@ -88,11 +88,37 @@ def layer_options(m: DictConfig, fixed: set[str]) -> dict[str, Any]:
     return options
 
 
+def global_window(window: int | None, meta: tasks.TaskMeta) -> int:
+    """The attention window of ``model=mqa``, whose attention is global over the task.
+
+    A query sees itself and the ``window`` tokens before it, and every batch is padded to at
+    most the task's ``max_length`` (:func:`lru.training.batching.bucket_length`), so a window
+    of ``max_length`` lets every token see all the tokens before it.
+
+    Args:
+      window: ``model.layer_options.attention_window``; None: the task's ``max_length``.
+      meta: the task's metadata.
+
+    Raises:
+      ValueError: a given window shorter than ``max_length``, naming the key.
+    """
+    if window is None:
+        return meta.max_length
+    if window < meta.max_length:
+        raise ValueError(f"model.layer_options.attention_window={window} is shorter than the "
+                         f"task's max_length={meta.max_length}: model=mqa is global attention, "
+                         f"whose window must cover the sequence. Leave it null (it becomes "
+                         f"max_length), set it to at least {meta.max_length}, or use "
+                         f"model=griffin for local attention")
+    return window
+
+
 def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
-    """A Hawk or Griffin classifier (``model.layer`` in :data:`BACKBONES`).
+    """A Hawk, Griffin or MQA classifier (``model.layer`` in :data:`BACKBONES`).
 
     ``model.d_state`` is the RG-LRU's width (``D_RNN``); ``layer_options`` are the
-    backbone's (heads, MLP expansion, attention window, ...).
+    backbone's (heads, MLP expansion, attention window, ...); MQA's window covers the task's
+    sequences (:func:`global_window`).
     """
     m = cfg.model
     for key in HARNESS_BLOCK_KEYS:
@@ -106,6 +132,8 @@ def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
                          f"model.layer={m.layer!r} (its Griffin blocks compute in float32); use "
                          f"trainer.precision=fp32, or a layer that takes it (lru, s5)")
     options = layer_options(m, BACKBONE_ARGS)
+    if m.layer == "mqa":
+        options["attention_window"] = global_window(options.get("attention_window"), meta)
     inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
     cls = GriffinDualClassifier if meta.dual else GriffinClassifier
     return cls(m.d_model, m.d_state, m.n_layers, meta.n_classes, pattern=m.layer,
