@@ -5,6 +5,12 @@ Axis legend: ``b`` batch, ``t`` time, ``d`` model width, ``c`` classes.
 Inputs arrive padded to a common length with their true ``lengths``; the models turn
 lengths into a mask that keeps padding out of every prediction (the recurrence's inputs,
 BatchNorm's batch statistics and the pooling all skip padded steps).
+
+Pooling ``"none"`` keeps every step: the head is then applied at each step and the model
+returns ``(b, t, c)`` logits, one prediction per position (per-token tasks). The prediction
+at step ``i`` reads steps ``<= i`` only when every layer is causal (no bidirectional layer,
+no training-mode BatchNorm, whose batch statistics mix all steps); the harness checks that
+(:mod:`lru.training.task_rules`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from lru.precision import dot_general
 
 Array = jax.Array
 
-POOLINGS: tuple[str, ...] = ("mean", "last")
+#: The pooling that keeps every step ``(b, t, d)``, for a head at each position.
+PER_STEP = "none"
+#: ``mean`` and ``last`` pool ``(b, t, d) -> (b, d)``; :data:`PER_STEP` keeps ``(b, t, d)``.
+POOLINGS: tuple[str, ...] = ("mean", "last", PER_STEP)
 
 
 class Encoder(nnx.Module):
@@ -48,8 +57,12 @@ class Encoder(nnx.Module):
 
 
 def pool(x: Array, mask: Array | None, how: str) -> Array:
-    """Pool ``(b, t, d)`` over valid steps to ``(b, d)``: their mean, or the last one."""
+    """Pool ``(b, t, d)`` over valid steps to ``(b, d)``: their mean, or the last one; or,
+    for ``how="none"``, return ``x`` itself ``(b, t, d)`` (padded steps' features included:
+    a per-token task scores none of them)."""
     check_choice("pooling", how, POOLINGS)
+    if how == PER_STEP:
+        return x
     if mask is None:
         return x.mean(axis=1) if how == "mean" else x[:, -1]
     if how == "mean":
@@ -60,7 +73,8 @@ def pool(x: Array, mask: Array | None, how: str) -> Array:
 
 
 class SequenceEncoder(nnx.Module):
-    """Encoder and residual blocks, then pooling: ``inputs (b, t[, d_in]) -> (b, d)``.
+    """Encoder and residual blocks, then pooling: ``inputs (b, t[, d_in]) -> (b, d)``, or
+    ``(b, t, d)`` with ``pooling="none"``.
 
     Args:
       d_model: width ``d`` of every block.
@@ -68,7 +82,8 @@ class SequenceEncoder(nnx.Module):
       mixer: called as ``mixer(rngs=rngs)`` once per block (e.g. ``functools.partial(LRU,
         d_model, d_state, rung="lru")``).
       vocab_size / d_input: token or real inputs (see :class:`Encoder`).
-      pooling: ``"mean"`` (over valid steps) or ``"last"`` (the last valid step).
+      pooling: ``"mean"`` (over valid steps), ``"last"`` (the last valid step) or
+        ``"none"`` (every step).
       precision: ``"fp32"``, or ``"bf16"`` matmuls with float32 accumulation
         (:mod:`lru.precision`) in the encoder and every block.
       **block_kwargs: ``norm``, ``bn_momentum``, ``prenorm``, ``glu``, ``dropout`` of
@@ -104,9 +119,9 @@ class SequenceEncoder(nnx.Module):
 class Classifier(nnx.Module):
     """Sequence classifier: :class:`SequenceEncoder` then a linear head to ``c`` logits.
 
-    ``model(inputs, lengths) -> logits (b, c)``; ``lengths`` ``(b,)`` gives each example's
-    true length (None: all steps are valid). Arguments as :class:`SequenceEncoder`, plus
-    ``n_classes``.
+    ``model(inputs, lengths) -> logits (b, c)``, or ``(b, t, c)`` with ``pooling="none"``
+    (the same head at every step); ``lengths`` ``(b,)`` gives each example's true length
+    (None: all steps are valid). Arguments as :class:`SequenceEncoder`, plus ``n_classes``.
     """
 
     def __init__(self, d_model: int, n_layers: int, n_classes: int, mixer: MixerFactory, *,

@@ -7,8 +7,8 @@ The backbone is the language model's stack without its language-model ends: the 
 :class:`lru.models.Encoder` (token embedding or a linear map of real inputs), Griffin
 residual blocks (:class:`lru.griffin.blocks.ResidualBlock`; Hawk: all recurrent, Griffin:
 recurrent, recurrent, attention), a final RMSNorm and the harness's masked pooling
-(:func:`lru.models.pool`). The heads are the harness's: :class:`GriffinClassifier` is
-:class:`lru.models.Classifier` and :class:`GriffinDualClassifier` is
+(:func:`lru.models.pool`; ``"none"`` keeps every step, for a head at each position). The
+heads are the harness's: :class:`GriffinClassifier` is :class:`lru.models.Classifier` and :class:`GriffinDualClassifier` is
 :class:`lru.models.DualClassifier` (Retrieval) with this backbone in place of theirs.
 
 Padding: rows are right-padded to a common length with their true ``lengths``. Every block
@@ -38,7 +38,8 @@ PATTERNS = {"hawk": hawk_pattern, "griffin": griffin_pattern, "mqa": mqa_pattern
 
 
 class GriffinBackbone(nnx.Module):
-    """Encoder, Hawk/Griffin residual blocks, final RMSNorm, pooling: ``(b, t[, i]) -> (b, d)``.
+    """Encoder, Hawk/Griffin residual blocks, final RMSNorm, pooling: ``(b, t[, i]) -> (b, d)``
+    (``(b, t, d)`` with ``pooling="none"``).
 
     Args:
       d_model: width ``d``.
@@ -54,7 +55,7 @@ class GriffinBackbone(nnx.Module):
       complex: the CG-LRU (Griffin paper's App. B) in place of the RG-LRU.
       scan_method: the RG-LRU's scan method.
       vocab_size / d_input: token or real inputs (:class:`lru.models.Encoder`).
-      pooling: ``"mean"`` or ``"last"``.
+      pooling: ``"mean"``, ``"last"`` or ``"none"`` (every step, after the final RMSNorm).
       dropout: dropout on each residual branch (0 in Griffin).
       bidirectional: add a right-to-left temporal block to every residual block.
       rngs: RNG streams.
@@ -88,7 +89,8 @@ class GriffinBackbone(nnx.Module):
         self.pooling = pooling
 
     def __call__(self, inputs: Array, lengths: Array | None = None) -> Array:
-        """``inputs (b, t)`` tokens or ``(b, t[, i])`` reals, ``lengths (b,)`` -> ``(b, d)``."""
+        """``inputs (b, t)`` tokens or ``(b, t[, i])`` reals, ``lengths (b,)`` -> ``(b, d)``
+        (``(b, t, d)`` with ``pooling="none"``)."""
         x = self.encoder(inputs)
         segment_pos = jnp.broadcast_to(jnp.arange(x.shape[1], dtype=jnp.int32), x.shape[:2])
         for block in self.blocks:
@@ -98,7 +100,8 @@ class GriffinBackbone(nnx.Module):
 
 class GriffinClassifier(Classifier):
     """:class:`lru.models.Classifier` on a :class:`GriffinBackbone`: ``(inputs, lengths) ->
-    logits (b, c)``. Arguments as :class:`GriffinBackbone`, plus ``n_classes``."""
+    logits (b, c)`` (``(b, t, c)``, the head at every step, with ``pooling="none"``).
+    Arguments as :class:`GriffinBackbone`, plus ``n_classes``."""
 
     def __init__(self, d_model: int, d_state: int, n_layers: int, n_classes: int, *,
                  rngs: nnx.Rngs, **backbone_kwargs):
