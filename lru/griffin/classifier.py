@@ -8,8 +8,8 @@ The backbone is the language model's stack without its language-model ends: the 
 residual blocks (:class:`lru.griffin.blocks.ResidualBlock`; Hawk: all recurrent, Griffin:
 recurrent, recurrent, attention), a final RMSNorm and the harness's masked pooling
 (:func:`lru.models.pool`; ``"none"`` keeps every step, for a head at each position). The
-heads are the harness's: :class:`GriffinClassifier` is :class:`lru.models.Classifier` and :class:`GriffinDualClassifier` is
-:class:`lru.models.DualClassifier` (Retrieval) with this backbone in place of theirs.
+heads are the harness's: :class:`GriffinClassifier` is :class:`lru.models.Classifier` and
+:class:`GriffinDualClassifier` is :class:`lru.models.DualClassifier` (Retrieval) with this backbone in place of theirs.
 
 Padding: rows are right-padded to a common length with their true ``lengths``. Every block
 is causal, so padding after a row's end never reaches its valid steps, and the pooling
