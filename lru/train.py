@@ -40,9 +40,11 @@ def main(cfg: DictConfig) -> float | None:
     summary = train(cfg, overrides=list(HydraConfig.get().overrides.task))
     if summary["status"] == "finished":
         name = summary["model"] + (f" ({summary['rung']})" if summary["rung"] else "")
+        sequences = ("" if "test_sequence_accuracy" not in summary else
+                     f", test sequence accuracy {summary['test_sequence_accuracy']:.4f}")
         print(f"{summary['task']} / {name}: best val accuracy "
-              f"{summary['best_val_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f} "
-              f"(majority-class rate {summary['majority_rate']:.4f}); run files in "
+              f"{summary['best_val_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}"
+              f"{sequences} (majority-class rate {summary['majority_rate']:.4f}); run files in "
               f"{summary['run_dir']}")
     elif summary["status"] in ("failed", "locked") and HydraConfig.get().mode == RunMode.RUN:
         sys.exit(1)  # a single run fails loudly; in a sweep the other jobs carry on

@@ -9,7 +9,8 @@ and is padded only to the next bucket (a power of two, at least ``min_time``, at
 task's ``max_length``). Batch ``k`` is a pure function of ``(seed, k)``: a resumed run sees
 exactly the batches an uninterrupted one would.
 
-Pixels are scaled from uint8 to ``[-1, 1]``.
+Pixels are scaled from uint8 to ``[-1, 1]``. A per-token task's ``(e, t)`` targets are cut to
+the batch's length like its inputs (the steps cut are padding, whose targets are IGNORE).
 """
 
 from __future__ import annotations
@@ -100,13 +101,14 @@ def eval_batches(split: Split, batch_size: int) -> Iterator[dict[str, np.ndarray
 
 
 def make_batch(split: Split, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Arrays of the examples ``idx``, padded to their bucket length."""
-    out = {"labels": np.asarray(split.labels[idx], np.int32)}
+    """Arrays of the examples ``idx``, padded to their bucket length (per-token targets too)."""
     docs = [("inputs", "lengths")]
     if split.inputs2 is not None:
         docs.append(("inputs2", "lengths2"))
     longest = max(int(np.max(np.asarray(getattr(split, l))[idx])) for _, l in docs)
     time = bucket_length(longest, split.meta.max_length)
+    labels = np.asarray(split.labels[idx], np.int32)
+    out = {"labels": labels[:, :time] if split.meta.per_token else labels}
     for x_name, l_name in docs:
         x = np.asarray(getattr(split, x_name)[idx][:, :time])
         if split.meta.channels is not None:

@@ -43,6 +43,8 @@ from lru.training.runfiles import MetricsLog, write_atomic, write_json
 from lru.training import what_ran
 from lru.training.runlock import RunFolderLocked, RunLock
 from lru.training.registry import LAYERS, build_model, check_given
+from lru.training.scoring import batch_metrics, example_scores, majority_rate
+from lru.training.task_rules import check_model_fits_task
 from lru.training.sharding import (check_divisible, data_sharding, is_writer, replicate,
                                    shard_batch, sync_processes)
 
@@ -79,6 +81,12 @@ def load_data(cfg: DictConfig) -> dict[str, tasks.Split]:
         raise tasks.DataNotFoundError(
             e.expected, hint=f"check a data folder with: python -m tasks check {t.name} "
                              f"--data-dir {data_dir}") from None
+
+
+def task_meta(cfg: DictConfig) -> tasks.TaskMeta:
+    """``cfg.task``'s :class:`tasks.TaskMeta`, from its options alone (no data read)."""
+    options = OmegaConf.to_container(cfg.task.options, resolve=True)
+    return tasks.get_task(cfg.task.name).meta(tasks.resolve_options(cfg.task.name, **options))
 
 
 def optimizer_settings(cfg: DictConfig) -> OptimizerSettings:
@@ -142,6 +150,8 @@ def make_train_step(graphdef, tx, *, dual: bool, seed: int):
     """``step(state, batch, step_no, guard=None) -> (state, metrics)``, jitted, ``state``
     donated.
 
+    The loss, ``metrics["accuracy"]`` and ``metrics["sequence_accuracy"]`` are
+    :func:`lru.training.scoring.batch_metrics`'s (over scored positions for a per-token task).
     ``guard`` (:func:`no_fault` when None) records the first step whose loss or gradients
     were not finite: its number (``-1`` if none), loss and gradient norm. From that step on
     every step leaves ``state`` as it was, so a loop that reads the guard only now and then
@@ -155,16 +165,15 @@ def make_train_step(graphdef, tx, *, dual: bool, seed: int):
         nnx.reseed(model, dropout=key)
         logits = _forward(model, batch, dual)
         with jax.named_scope("loss"):  # named scopes label profiles (bench/profile_step.py)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-            accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
-        return loss, (nnx.split(model, nnx.Param, ...)[2], accuracy)
+            scores = batch_metrics(logits, batch["labels"])
+        return scores["loss"], (nnx.split(model, nnx.Param, ...)[2], scores)
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def step(state, batch, step_no, guard=None):
         guard = no_fault() if guard is None else guard
         params, rest, opt_state = state
         key = jax.random.fold_in(base_key, step_no)
-        (loss, (new_rest, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (loss, (new_rest, scores)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, rest, batch, key)
         with jax.named_scope("optimizer"):
             grad_norm = optax.tree.norm(grads)
@@ -178,35 +187,43 @@ def make_train_step(graphdef, tx, *, dual: bool, seed: int):
             new_state = (optax.apply_updates(params, updates), new_rest, new_opt)
             # From a non-finite step on, the state stays as it was: the run stops cleanly.
             state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
-        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "ok": ok,
-                       "guard": guard}
+        return state, {"loss": loss, "accuracy": scores["accuracy"],
+                       "sequence_accuracy": scores["sequence_accuracy"], "grad_norm": grad_norm,
+                       "ok": ok, "guard": guard}
 
     return step
 
 
 def make_eval_step(graphdef, *, dual: bool):
-    """``eval_step(params, rest, batch) -> (summed loss, summed correct)`` over weighted examples."""
+    """``eval_step(params, rest, batch) -> {name: sum}``: the batch's
+    :func:`lru.training.scoring.example_scores`, each summed over examples weighted by
+    ``batch["weights"]`` (0 for an evaluation batch's padding copies)."""
 
     @jax.jit
     def eval_step(params, rest, batch):
         logits = _forward(nnx.merge(graphdef, params, rest), batch, dual)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-        correct = jnp.argmax(logits, -1) == batch["labels"]
-        w = batch["weights"]
-        return jnp.sum(losses * w), jnp.sum(correct * w)
+        scores = example_scores(logits, batch["labels"])
+        return {name: jnp.sum(value * batch["weights"]) for name, value in scores.items()}
 
     return eval_step
 
 
 def evaluate(eval_step, params, rest, split: tasks.Split, batch_size: int,
              sharding=None) -> dict[str, float]:
-    loss = correct = 0.0
+    """``split``'s loss (mean over scored positions) and accuracy (fraction of scored
+    positions right); for a per-token task also its ``sequence_accuracy`` (fraction of
+    examples with every scored position right) (:mod:`lru.training.scoring`)."""
+    totals: dict[str, float] = {}
     for batch in eval_batches(split, batch_size):
         if sharding is not None:
             batch = shard_batch(batch, sharding)
-        l, c = eval_step(params, rest, batch)
-        loss, correct = loss + float(l), correct + float(c)
-    return {"loss": loss / len(split), "accuracy": correct / len(split)}
+        for name, value in eval_step(params, rest, batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    scored = max(totals["scored"], 1.0)
+    result = {"loss": totals["loss"] / scored, "accuracy": totals["correct"] / scored}
+    if split.meta.per_token:
+        result["sequence_accuracy"] = totals["all_correct"] / len(split)
+    return result
 
 
 # --------------------------------------------------------------------------- the loop
@@ -244,11 +261,6 @@ def nonfinite_check_every(cfg: DictConfig) -> int:
     from overlapping. The guard keeps the state before the first bad step either way.
     """
     return 1 if jax.default_backend() == "cpu" else cfg.trainer.log_every
-
-
-def majority_rate(split: tasks.Split) -> float:
-    counts = np.bincount(np.asarray(split.labels), minlength=split.meta.n_classes)
-    return float(counts.max() / max(len(split), 1))
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -306,6 +318,7 @@ def _train_owned(cfg: DictConfig, run_dir: Path, summary: dict, overrides: Seque
             write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         validate(cfg, LAYERS)
         check_given(cfg, overrides)
+        check_model_fits_task(cfg, task_meta(cfg))
         summary.update(_train(cfg, run_dir, summary))
     except Exception as e:  # the run fails visibly, in its summary
         summary.update(status="failed", reason=f"{type(e).__name__}: {e}")
@@ -387,6 +400,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     model.train()
     summary.update(params=int(sum(x.size for x in jax.tree.leaves(params))),
                    majority_rate=majority_rate(data["test"]), majority_rate_val=majority_rate(data["val"]))
+    if meta.per_token:  # accuracies and majority rates count scored positions, not examples
+        summary["accuracy_over"] = "scored positions"
     batches = TrainBatches(data["train"], cfg.trainer.batch_size, seed=cfg.seed,
                            bucket=cfg.trainer.bucket)
     graphdef = run.graphdef
@@ -445,6 +460,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                     record = {"step": step, "split": "train", "loss": float(m["loss"]),
                               "accuracy": float(m["accuracy"]), "grad_norm": float(m["grad_norm"]),
                               "lr": float(lr_fn(step)), "tokens_per_s": tokens / max(elapsed, 1e-9)}
+                    if meta.per_token:
+                        record["sequence_accuracy"] = float(m["sequence_accuracy"])
                     metrics.write(record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}",
                                     lr=f"{record['lr']:.1e}", tok_s=f"{record['tokens_per_s']:.0f}")
@@ -460,6 +477,8 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
                     if results["val"]["accuracy"] > best["val_accuracy"]:
                         best = {"val_accuracy": results["val"]["accuracy"],
                                 "test_accuracy": results["test"]["accuracy"], "step": step}
+                        if meta.per_token:
+                            best["test_sequence_accuracy"] = results["test"]["sequence_accuracy"]
                         if best_ckpt is not None:
                             best_ckpt.save(step, state, {"next_step": step + 1, "best": best})
                     if ckpt is not None:
@@ -473,4 +492,6 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
     return {"status": status, "steps": summary.get("steps", start),
             "best_val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
             "best_step": best["step"],
+            **({"test_sequence_accuracy": best.get("test_sequence_accuracy")}
+               if meta.per_token else {}),
             **({"signal": signal.Signals(stop.received).name} if stop.received else {})}
