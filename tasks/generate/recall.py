@@ -10,20 +10,17 @@ ladder learned within 400 steps at lengths 256-512).
 
 Each split's labels are balanced: ``n // N_CLASSES`` of each class plus one each for
 ``n % N_CLASSES`` classes, in random order. Each split draws from its own stream of ``seed``
-(``numpy.random.SeedSequence(seed).spawn``), so changing one split's size leaves the others
-as they were.
+(:mod:`tasks.generate.splits`), so changing one split's size leaves the others as they were.
 """
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import numpy as np
 
-from tasks.base import SPLITS
-from tasks.recall import DISTRACTOR_IDS, FOLDER, KEY_IDS, N_CLASSES, check_arrays, split_file
+from tasks.generate.splits import write_splits
+from tasks.recall import DISTRACTOR_IDS, KEY_IDS, N_CLASSES, check_arrays, split_file
 
 
 def sample(n: int, *, min_length: int, max_length: int, n_distractors: int,
@@ -39,14 +36,6 @@ def sample(n: int, *, min_length: int, max_length: int, n_distractors: int,
     inputs[:, 0] = KEY_IDS[labels]
     inputs[np.arange(max_length) >= lengths[:, None]] = 0
     return {"inputs": inputs, "lengths": lengths, "labels": labels}
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
 
 
 def generate(out_dir: str | Path, *, n_train: int = 4000, n_val: int = 500, n_test: int = 500,
@@ -66,21 +55,12 @@ def generate(out_dir: str | Path, *, n_train: int = 4000, n_val: int = 500, n_te
       ValueError: a count below 1, ``not 1 <= min_length <= max_length``, or
         ``n_distractors`` out of range.
     """
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    for split, n in sizes.items():
-        if n < 1:
-            raise ValueError(f"n_{split} must be at least 1; got {n}")
     if not 1 <= min_length <= max_length:
         raise ValueError(f"need 1 <= min_length <= max_length; got {min_length}, {max_length}")
     if not 1 <= n_distractors <= len(DISTRACTOR_IDS):
         raise ValueError(f"n_distractors must be 1..{len(DISTRACTOR_IDS)}; got {n_distractors}")
-    folder = Path(out_dir) / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
-    for split, stream in zip(SPLITS, streams):
-        arrays = sample(sizes[split], min_length=min_length, max_length=max_length,
-                        n_distractors=n_distractors, rng=np.random.default_rng(stream))
-        path = split_file(out_dir, split)
-        check_arrays(path, arrays)
-        _write_npz(path, arrays)
-    return folder
+    return write_splits(
+        out_dir, {"train": n_train, "val": n_val, "test": n_test}, seed=seed,
+        split_file=split_file, check=check_arrays,
+        draw=lambda n, rng: sample(n, min_length=min_length, max_length=max_length,
+                                   n_distractors=n_distractors, rng=rng))
