@@ -1,14 +1,18 @@
-"""``python -m tasks``: generate data offline (LRA tasks, the synthetic recall), or check a folder.
+"""``python -m tasks``: generate data offline (LRA tasks, the synthetic ones), or check a folder.
 
     python -m tasks generate listops --out DATA [--n-train 96000 ...]
     python -m tasks generate pathfinder --out DATA [--n-examples 200000 --resolution 32 ...]
     python -m tasks generate recall --out DATA [--n-train 4000 --min-length 256 ...]
+    python -m tasks generate selective_copy --out DATA [--length 256 --n-data 16 ...]
+    python -m tasks generate induction_heads --out DATA [--length 256 ...]
+    python -m tasks generate mqar --out DATA [--length 64 --n-pairs 4 ...]
     python -m tasks check listops --data-dir DATA [--json] [--option max_length=512]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -17,7 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 import tasks
-from tasks.base import SPLITS, DataNotFoundError
+from tasks import induction_heads, mqar, selective_copy
+from tasks.base import IGNORE, SPLITS, DataNotFoundError
+from tasks.seq2seq import DEFAULT_SIZES
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -37,16 +43,28 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 
 def summarize(split: tasks.Split) -> dict[str, Any]:
-    """Counts, length statistics and class balance of one split, JSON-able."""
+    """Counts, length statistics and the balance of the labels of one split, JSON-able.
+
+    A sequence task's balance is its classes; a per-token task's is the number of scored
+    positions per example and the distribution of the targets there (by token id). Either
+    way ``majority_rate`` is the accuracy of always predicting the most frequent label.
+    """
     labels = np.asarray(split.labels)
-    counts = np.bincount(labels, minlength=split.meta.n_classes)
     out: dict[str, Any] = {
         "examples": len(split),
         "lengths": _stats(split.lengths),
         "at_max_length": int(np.sum(np.asarray(split.lengths) >= split.meta.max_length)),
-        "classes": {str(c): int(n) for c, n in enumerate(counts)},
-        "majority_rate": round(float(counts.max() / max(len(split), 1)), 4),
     }
+    if split.meta.per_token:
+        scored = labels != IGNORE
+        counts = np.bincount(labels[scored], minlength=split.meta.n_classes)
+        out["scored_per_example"] = _stats(scored.sum(axis=1))
+        out["targets"] = {str(c): int(n) for c, n in enumerate(counts) if n}
+        out["majority_rate"] = round(float(counts.max() / max(int(scored.sum()), 1)), 4)
+    else:
+        counts = np.bincount(labels, minlength=split.meta.n_classes)
+        out["classes"] = {str(c): int(n) for c, n in enumerate(counts)}
+        out["majority_rate"] = round(float(counts.max() / max(len(split), 1)), 4)
     if split.lengths2 is not None:
         out["lengths2"] = _stats(split.lengths2)
     return out
@@ -60,7 +78,8 @@ def check(name: str, data_dir: Path, options: dict[str, Any], cache_dir: Path | 
         loaded = tasks.load(name, split, data_dir, cache_dir=cache_dir, **options)
         report["splits"][split] = summarize(loaded)
         report["meta"] = {"n_classes": loaded.meta.n_classes, "max_length": loaded.meta.max_length,
-                          "vocab_size": loaded.meta.vocab_size, "channels": loaded.meta.channels}
+                          "vocab_size": loaded.meta.vocab_size, "channels": loaded.meta.channels,
+                          "per_token": loaded.meta.per_token}
     return report
 
 
@@ -69,10 +88,19 @@ def _print_report(report: dict) -> None:
     print(f"  meta {report['meta']}")
     for split, s in report["splits"].items():
         lens = s["lengths"]
-        classes = " ".join(f"{c}:{n}" for c, n in s["classes"].items())
+        if "targets" in s:  # per-token
+            scored = s["scored_per_example"]
+            counts = s["targets"]
+            targets = (" ".join(f"{c}:{n}" for c, n in counts.items()) if len(counts) <= 20 else
+                       f"{len(counts)} ids {min(counts, key=int)}..{max(counts, key=int)}, "
+                       f"{min(counts.values())}..{max(counts.values())} each")
+            balance = (f"scored per example min {scored['min']} mean {scored['mean']} max "
+                       f"{scored['max']}  targets {targets}")
+        else:
+            balance = "classes " + " ".join(f"{c}:{n}" for c, n in s["classes"].items())
         print(f"  {split:5s} {s['examples']:7d} examples  length min {lens['min']} "
               f"mean {lens['mean']} max {lens['max']} ({s['at_max_length']} at max length)  "
-              f"classes {classes}  majority {s['majority_rate']:.1%}")
+              f"{balance}  majority {s['majority_rate']:.1%}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="distinct distractor tokens after the key (1: a filler; at most 15)")
     rc.add_argument("--seed", type=int, default=0, help="random seed")
 
+    def per_token(name: str, help: str) -> argparse.ArgumentParser:
+        sp = gen_sub.add_parser(name, help=help,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sp.add_argument("--out", type=Path, required=True, help=f"folder to write {name}/ into")
+        for split, n in DEFAULT_SIZES.items():
+            sp.add_argument(f"--n-{split}", type=int, default=n, help=f"{split} examples")
+        sp.add_argument("--seed", type=int, default=0, help="random seed")
+        return sp
+
+    sc = per_token("selective_copy", "selective copying (Mamba §4.1, Griffin §6.2; per-token)")
+    sc.add_argument("--length", type=int, default=selective_copy.DEFAULT_LENGTH,
+                    help="steps per example, the markers included (Griffin: 1024)")
+    sc.add_argument("--n-data", type=int, default=selective_copy.DEFAULT_N_DATA,
+                    help="data tokens to copy")
+    ih = per_token("induction_heads", "induction heads (Mamba §4.1, Griffin §6.2; per-token)")
+    ih.add_argument("--length", type=int, default=induction_heads.DEFAULT_LENGTH,
+                    help="steps per example, the final special token included")
+    mq = per_token("mqar", "multi-query associative recall (Zoology; per-token)")
+    zoology = ", ".join(f"({length}, {pairs})" for length, pairs in mqar.CONFIGURATIONS)
+    mq.add_argument("--length", type=int, default=mqar.DEFAULT_LENGTH,
+                    help=f"steps per example; Zoology's (length, pairs): {zoology}")
+    mq.add_argument("--n-pairs", type=int, default=mqar.DEFAULT_N_PAIRS,
+                    help="key-value pairs, each key queried once")
+    mq.add_argument("--power-a", type=float, default=mqar.DEFAULT_POWER_A,
+                    help="power law of the query positions (1: uniform)")
+
     ck = sub.add_parser("check", help="validate a data folder and print split statistics")
     ck.add_argument("task", choices=tasks.TASK_NAMES)
     ck.add_argument("--data-dir", type=Path, required=True,
@@ -132,28 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "generate" and args.task == "listops":
-            from tasks.generate.listops import generate
-
-            folder = generate(args.out, n_train=args.n_train, n_val=args.n_val,
-                              n_test=args.n_test, max_depth=args.max_depth,
-                              max_args=args.max_args, min_length=args.min_length,
-                              max_length=args.max_length, seed=args.seed)
-            print(f"wrote {folder}")
-        elif args.command == "generate" and args.task == "recall":
-            from tasks.generate.recall import generate
-
-            folder = generate(args.out, n_train=args.n_train, n_val=args.n_val,
-                              n_test=args.n_test, min_length=args.min_length,
-                              max_length=args.max_length, n_distractors=args.n_distractors,
-                              seed=args.seed)
-            print(f"wrote {folder}")
-        elif args.command == "generate":
-            from tasks.generate.pathfinder import generate
-
-            folder = generate(args.out, n_examples=args.n_examples, resolution=args.resolution,
-                              difficulty=args.difficulty, seed=args.seed, workers=args.workers)
-            print(f"wrote {folder}")
+        if args.command == "generate":  # every flag is the generator's keyword argument
+            options = {k: v for k, v in vars(args).items() if k not in ("command", "task", "out")}
+            module = importlib.import_module(f"tasks.generate.{args.task}")
+            print(f"wrote {module.generate(args.out, **options)}")
         else:
             report = check(args.task, args.data_dir, dict(args.option), args.cache_dir)
             if args.json:

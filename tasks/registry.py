@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tasks import image, listops, pathfinder, recall, retrieval, text
+from tasks import (image, induction_heads, listops, mqar, pathfinder, recall, retrieval,
+                   selective_copy, text)
 
 _READERS = (
     listops,
@@ -11,6 +12,9 @@ _READERS = (
     retrieval,
     image,
     recall,
+    selective_copy,
+    induction_heads,
+    mqar,
 )
 
 TASKS = {task.name: task for module in _READERS for task in module.TASKS}
