@@ -8,8 +8,8 @@ of github.com/state-spaces/s4, by Mamba's first author): an alphabet of ``A = 16
 first ``L + M`` steps hold ``M`` data tokens, drawn uniformly with repetition, at ``M``
 distinct random positions in increasing order, and noise everywhere else; its last ``M``
 steps are markers, and at the ``j``-th marker the model must emit the ``j``-th data token.
-Mamba App. E.1: "a vocab size of 16 possible tokens (including the white 'noise' token)" and
-16 data tokens, at length 4096; Griffin §6.2 trains it at length 1024.
+Mamba App. E.1: 16 tokens in the vocabulary, the noise token included, and 16 data tokens
+to copy, at length 4096; Griffin §6.2 trains it at length 1024.
 
 Token ids (:data:`VOCAB_SIZE` = the papers' 16 plus padding): 0 padding, 1 noise
 (:data:`NOISE`), ``2 .. 15`` the data tokens (:data:`DATA_IDS`, the reference's ``1 .. 14``
