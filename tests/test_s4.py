@@ -148,6 +148,34 @@ def test_l_max_truncates_one_kernel():
                                   np.asarray(layer.kernel(32))[..., :20])
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_refold_keeps_the_system_at_a_longer_l_max(x64, bidirectional):
+    """A layer folded at 16 (trained there) and refolded at 64 is the same system: the dense
+    reference's kernel at the new fold, whose first 16 taps are the old ones."""
+    layer = to_float64(S4(D_MODEL, D_STATE, bidirectional=bidirectional, l_max=16,
+                          rngs=nnx.Rngs(12)))
+    state = nnx.state(layer, nnx.Param)  # away from the init, as after training
+    leaves, tree = jax.tree_util.tree_flatten(state)
+    keys = jax.random.split(jax.random.key(13), len(leaves))
+    nnx.update(layer, jax.tree_util.tree_unflatten(
+        tree, [v + 0.2 * jax.random.normal(k_, v.shape, v.dtype) for v, k_ in zip(leaves, keys)]))
+    before = np.asarray(layer.kernel(16))
+    trained = jax.tree_util.tree_map(jnp.array, nnx.state(layer, nnx.Param))  # a copy
+    want = ref_kernel(layer, 64, 16)  # C from the fold at 16, run 64 steps
+    layer.refold(64)
+    assert layer.l_max == 64
+    got = np.asarray(layer.kernel(64))
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * np.abs(want).max())
+    np.testing.assert_allclose(got[..., :16], before, rtol=1e-7, atol=1e-9 * np.abs(before).max())
+    # without the refold, the trained C~ read as folded at 64 is another system
+    stale = to_float64(S4(D_MODEL, D_STATE, bidirectional=bidirectional, l_max=64,
+                          rngs=nnx.Rngs(12)))
+    nnx.update(stale, trained)
+    assert np.abs(np.asarray(stale.kernel(16)) - before).max() > 1e-3 * np.abs(before).max()
+    with pytest.raises(ValueError, match="no l_max"):
+        S4(D_MODEL, D_STATE, rngs=nnx.Rngs(0)).refold(64)
+
+
 # --------------------------------------------------------------------------- 2. modes
 
 

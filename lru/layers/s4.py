@@ -237,6 +237,31 @@ class S4(nnx.Module):
         C = jnp.linalg.solve(jnp.swapaxes(fold, -1, -2)[None], ct[..., None])[..., 0]
         return A_bar, B_bar, C
 
+    def refold(self, l_max: int) -> None:
+        """Fold ``C~`` at another length, the system unchanged: for longer sequences than
+        the layer was trained on.
+
+        ``C~ <- C (I - A_bar^l_max)`` with ``C = C~ (I - A_bar^L)^{-1}`` at the current
+        ``L = self.l_max`` (:meth:`discrete`), as the reference's ``_setup_C`` does when it
+        doubles its kernel's length; then ``self.l_max = l_max``. The kernel's first ``L``
+        taps stay what they were. The fold keeps ``C~``'s conjugate pairs
+        (``A_bar`` commutes with swapping them up to conjugation), so its first half is kept.
+
+        Raises:
+          ValueError: the layer has no ``l_max``, or ``l_max`` is not a positive integer.
+        """
+        if self.l_max is None:
+            raise ValueError("S4: refold needs the length C~ is folded at (the layer has no "
+                             "l_max)")
+        if not (isinstance(l_max, (int, np.integer)) and l_max >= 1):
+            raise ValueError(f"S4: l_max must be a positive integer; got {l_max!r}")
+        A_bar, _, C = self.discrete()
+        eye = jnp.eye(A_bar.shape[-1], dtype=A_bar.dtype)
+        fold = eye - jnp.linalg.matrix_power(A_bar, int(l_max))  # (d, n, n)
+        ct = jnp.einsum("kdn,dnm->kdm", C, fold)[..., :self.d_state // 2]
+        self.C[...] = jnp.stack([ct.real, ct.imag], axis=-1).astype(self.C[...].dtype)
+        self.l_max = int(l_max)
+
     def eigenvalues(self) -> Array:
         """The eigenvalues of ``A_bar``: ``(d, n)`` complex64 (numpy on the host, for analysis)."""
         lam, p, _, _, dt = self.ssm()
