@@ -13,15 +13,15 @@ split preprocesses it into the cache (:mod:`tasks.cache`); later loads memory-ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tasks.base import SPLITS, DataNotFoundError, Split, Task, TaskMeta
 from tasks.cache import load_or_build
-from tasks.registry import TASKS
+from tasks.registry import SAMPLERS, TASKS
 
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 
-__all__ = ["load", "resolve_options", "TASK_NAMES", "SPLITS", "Split", "TaskMeta", "Task",
+__all__ = ["load", "resolve_options", "sampler", "TASK_NAMES", "SPLITS", "Split", "TaskMeta", "Task",
            "DataNotFoundError"]
 
 
@@ -31,6 +31,21 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; choose one of {TASK_NAMES}") from None
+
+
+def sampler(name: str) -> Callable[..., dict]:
+    """The ``sample(n, *, length, ..., rng)`` of ``name``'s generator, which draws fresh
+    examples at any length (:data:`tasks.registry.SAMPLERS`).
+
+    Raises:
+      ValueError: ``name`` has none; the message lists the tasks that have one.
+    """
+    get_task(name)
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"task {name!r} has no generator of fresh examples at any length; "
+                         f"these do: {tuple(SAMPLERS)}") from None
 
 
 def resolve_options(name: str, **options: Any) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def layer_options(m: DictConfig, fixed: set[str]) -> dict[str, Any]:
     return options
 
 
-def global_window(window: int | None, meta: tasks.TaskMeta) -> int:
+def global_window(window: int | None, meta: tasks.TaskMeta, length: int | None = None) -> int:
     """The attention window of ``model=mqa``, whose attention is global over the task.
 
     A query sees itself and the ``window`` tokens before it, and every batch is padded to at
@@ -96,14 +96,18 @@ def global_window(window: int | None, meta: tasks.TaskMeta) -> int:
     of ``max_length`` lets every token see all the tokens before it.
 
     Args:
-      window: ``model.layer_options.attention_window``; None: the task's ``max_length``.
+      window: ``model.layer_options.attention_window``; None: ``length``.
       meta: the task's metadata.
+      length: the longest sequence the model will read (default the task's ``max_length``;
+        longer for a trained model evaluated at other lengths). A given ``window`` is kept
+        as it is, checked against the task's ``max_length`` only: beyond it, a model trained
+        with a window of its own attends locally.
 
     Raises:
       ValueError: a given window shorter than ``max_length``, naming the key.
     """
     if window is None:
-        return meta.max_length
+        return meta.max_length if length is None else length
     if window < meta.max_length:
         raise ValueError(f"model.layer_options.attention_window={window} is shorter than the "
                          f"task's max_length={meta.max_length}: model=mqa is global attention, "
@@ -113,12 +117,13 @@ def global_window(window: int | None, meta: tasks.TaskMeta) -> int:
     return window
 
 
-def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
+def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta,
+                         length: int | None = None) -> nnx.Module:
     """A Hawk, Griffin or MQA classifier (``model.layer`` in :data:`BACKBONES`).
 
     ``model.d_state`` is the RG-LRU's width (``D_RNN``); ``layer_options`` are the
     backbone's (heads, MLP expansion, attention window, ...); MQA's window covers the task's
-    sequences (:func:`global_window`).
+    sequences, or ``length`` (:func:`global_window`).
     """
     m = cfg.model
     for key in HARNESS_BLOCK_KEYS:
@@ -133,7 +138,8 @@ def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
                          f"trainer.precision=fp32, or a layer that takes it (lru, s5)")
     options = layer_options(m, BACKBONE_ARGS)
     if m.layer == "mqa":
-        options["attention_window"] = global_window(options.get("attention_window"), meta)
+        options["attention_window"] = global_window(options.get("attention_window"), meta,
+                                                    length)
     inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
     cls = GriffinDualClassifier if meta.dual else GriffinClassifier
     return cls(m.d_model, m.d_state, m.n_layers, meta.n_classes, pattern=m.layer,
@@ -142,11 +148,22 @@ def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
                **inputs, **options)
 
 
-def build_model(cfg: DictConfig, meta: tasks.TaskMeta) -> nnx.Module:
-    """The classifier ``cfg.model`` describes, with the rung ``cfg.ablation.rung`` (LRU)."""
+def build_model(cfg: DictConfig, meta: tasks.TaskMeta, *, length: int | None = None) -> nnx.Module:
+    """The classifier ``cfg.model`` describes, with the rung ``cfg.ablation.rung`` (LRU).
+
+    Args:
+      cfg: the composed config.
+      meta: the task's metadata.
+      length: the longest sequence the model will read, when not the task's ``max_length``
+        (a trained model evaluated at other lengths, :mod:`ablations.extrapolate`): MQA's
+        automatic window follows it (:func:`global_window`). S4's ``l_max`` stays the
+        task's, since its stored ``C~`` is folded at ``l_max``:
+        :func:`lru.training.restore.load_model` refolds a model's S4 layers for longer
+        sequences.
+    """
     m = cfg.model
     if m.layer in BACKBONES:
-        return build_backbone_model(cfg, meta)
+        return build_backbone_model(cfg, meta, length)
     mixer = make_mixer(cfg, meta)
     inputs = {"vocab_size": meta.vocab_size} if meta.vocab_size else {"d_input": meta.channels}
     cls = DualClassifier if meta.dual else Classifier

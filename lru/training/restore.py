@@ -8,6 +8,7 @@ options alone.
 
     model = load_model("results/runs/listops/lru-lru/seed0")           # best checkpoint
     init = load_model("results/runs/listops/lru-lru/seed0", "init")    # the same seed, untrained
+    longer = load_model("results/runs/induction/hawk/seed0", length=4096)  # for longer inputs
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 import tasks
+from lru.layers import S4
 from lru.training.checkpoints import Checkpoints
 from lru.training.config import upgrade
 from lru.training.loop import optimizer_settings
@@ -53,7 +55,8 @@ def task_meta(cfg: DictConfig) -> tasks.TaskMeta:
     return tasks.get_task(name).meta(tasks.resolve_options(name, **options))
 
 
-def load_model(run_dir: str | Path, which: str = "best") -> nnx.Module:
+def load_model(run_dir: str | Path, which: str = "best", *,
+               length: int | None = None) -> nnx.Module:
     """The model of a run, rebuilt from its config and restored from a checkpoint.
 
     Args:
@@ -61,6 +64,12 @@ def load_model(run_dir: str | Path, which: str = "best") -> nnx.Module:
       which: ``"best"`` (the checkpoint of the best validation accuracy), ``"latest"`` (the
         last one saved), or ``"init"`` (the freshly initialised model of the run's seed:
         exactly the parameters training started from).
+      length: rebuild the model for sequences up to ``length`` rather than the task's
+        ``max_length`` (evaluation at other lengths, :mod:`ablations.extrapolate`): MQA's
+        automatic window covers it (:func:`lru.training.registry.build_model`) and S4
+        layers folded at a shorter ``l_max`` are refolded at ``length``
+        (:func:`fit_length`). The parameters and the function on the run's own lengths
+        stay the same.
 
     Returns:
       The classifier :func:`lru.training.registry.build_model` builds from the run's config, with its
@@ -75,11 +84,22 @@ def load_model(run_dir: str | Path, which: str = "best") -> nnx.Module:
         raise ValueError(f"load_model: which={which!r}; choose one of {WHICH}")
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    model = build_model(cfg, task_meta(cfg))
+    model = build_model(cfg, task_meta(cfg), length=length)
     if which != "init":
         model = _restore(model, cfg, run_dir / "checkpoints" / which)
+    if length is not None:
+        fit_length(model, length)
     model.eval()
     return model
+
+
+def fit_length(model: nnx.Module, length: int) -> None:
+    """Refold, in place, every S4 layer of ``model`` folded at a shorter ``l_max`` than
+    ``length`` (:meth:`lru.layers.s4.S4.refold`: the same system, for inputs up to
+    ``length``; S4 refuses longer inputs than its ``l_max``)."""
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, S4) and node.l_max is not None and node.l_max < length:
+            node.refold(length)
 
 
 def _restore(model: nnx.Module, cfg: DictConfig, directory: Path) -> nnx.Module:
