@@ -1,5 +1,5 @@
-"""``python -m ablations {run,table,plot,state-norms}``: run the ladder, tabulate runs, plot
-them, measure their hidden-state norms."""
+"""``python -m ablations {run,table,plot,state-norms,extrapolate}``: run the ladder, tabulate
+runs, plot them, measure their hidden-state norms, evaluate per-token runs at other lengths."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ examples:
   python -m ablations run ladder --task listops_mini --seeds 3
   python -m ablations table results/multirun/ladder/listops_mini/<time>
   python -m ablations plot --help
+  python -m ablations extrapolate RUN_DIR --lengths 256,512,1024,2048,4096 --plot length.png
 """
 
 RUN_EXAMPLES = """\
@@ -69,6 +70,27 @@ examples:
   python -m ablations state-norms RUNS_DIR --format csv --out norms.csv
 """
 
+EXTRAPOLATE_EXAMPLES = """\
+Evaluates trained runs of a per-token task (selective_copy, induction_heads, mqar) on fresh
+examples at each length (the Griffin paper's Section 6.2 and Fig. 6: induction heads trained
+at length 256, evaluated at longer lengths). At each length, N examples are drawn with the
+task's generator and the run's other generator options (task.generate.args), seeded by
+--seed and the length, so every run sees the same examples; each run's checkpoint is rebuilt
+for the length (MQA's automatic window covers it, S4 is refolded; an attention window set in
+a run's config is kept, and a note says so) and scored as the trainer scores: accuracy over
+scored positions and sequence accuracy (every scored position of an example right).
+
+Prints a table; --out writes it as CSV (columns: run, task, model, rung, seed, train_length,
+length, accuracy, sequence_accuracy, n); --plot draws accuracy against length (log2 axis),
+one line per rung/model (mean ± standard error when several seeds of it are given), the
+training length dashed.
+
+examples:
+  python -m ablations extrapolate runs/induction/hawk/seed0 runs/induction/mqa/seed0 \\
+      --lengths 256,512,1024,2048,4096 --out length.csv --plot length.png
+  python -m ablations extrapolate RUN_DIR --lengths 64,128 --n 200 --which latest
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
@@ -77,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The LRU ablation suite: run the ladder, tabulate runs against the papers, "
                     "plot them.")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{run,table,plot,state-norms}")
+                                     metavar="{run,table,plot,state-norms,extrapolate}")
 
     run = commands.add_parser("run", help="run a sweep (the ladder)", formatter_class=fmt,
                               epilog=RUN_EXAMPLES, description="Run a suite of training jobs.")
@@ -124,6 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     norms.add_argument("--format", choices=("markdown", "csv"), default="markdown",
                        help="default markdown")
     norms.add_argument("--out", type=Path, help="also write the table to this file")
+
+    extra = commands.add_parser(
+        "extrapolate", help="accuracy of per-token runs at other lengths than they trained on",
+        formatter_class=fmt, description=EXTRAPOLATE_EXAMPLES)
+    extra.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                       help="run folders (config.yaml, checkpoints/) of per-token tasks")
+    extra.add_argument("--lengths", required=True,
+                       help="comma-separated lengths to evaluate at, e.g. 256,512,1024")
+    extra.add_argument("--n", type=int, default=1000, help="examples per length (default 1000)")
+    extra.add_argument("--batch-size", type=int,
+                       help="examples per evaluation batch (default: the run's "
+                            "trainer.eval_batch_size x training length / length, so a batch "
+                            "holds as many steps as the run's own evaluation)")
+    extra.add_argument("--which", choices=("best", "latest"), default="best",
+                       help="checkpoint to evaluate (default best)")
+    extra.add_argument("--seed", type=int, default=0, help="seed of the examples (default 0)")
+    extra.add_argument("--out", type=Path, help="write the results to this CSV file")
+    extra.add_argument("--plot", type=Path, metavar="OUT.png",
+                       help="draw accuracy against length into this image (.png, .pdf, .svg)")
     return parser
 
 
@@ -182,6 +223,32 @@ def state_norms(args: argparse.Namespace) -> int:
     return 0
 
 
+def extrapolate(args: argparse.Namespace) -> int:
+    from ablations.extrapolate import (extrapolate as evaluate_lengths, format_frame,
+                                       open_run, parse_lengths, window_note)
+    from ablations.plots import FORMATS, plot_extrapolation
+    from lru.training.runfiles import write_atomic
+
+    if args.plot is not None and args.plot.suffix.lower() not in FORMATS:
+        raise ValueError(f"--plot {args.plot}: the extension must be one of {', '.join(FORMATS)}")
+    lengths = parse_lengths(args.lengths)
+    for run_dir in args.run_dirs:
+        note = window_note(open_run(run_dir, args.which))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    frame = evaluate_lengths(args.run_dirs, lengths, n=args.n,
+                             batch_size=args.batch_size, which=args.which, seed=args.seed)
+    print(format_frame(frame), end="")
+    if args.out is not None:
+        write_atomic(args.out, format_frame(frame, "csv"))
+        print(f"wrote {args.out}")
+    if args.plot is not None:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_extrapolation(frame).savefig(args.plot, dpi=150)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -193,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        commands = {"run": run_ladder, "table": make_table, "state-norms": state_norms}
+        commands = {"run": run_ladder, "table": make_table, "state-norms": state_norms,
+                    "extrapolate": extrapolate}
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, HydraException) as e:
         print(f"error: {e}", file=sys.stderr)

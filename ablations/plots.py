@@ -14,6 +14,9 @@ them with ``display(fig)`` or as a cell's last value.
 * :func:`plot_rmin_rmax_heatmap`: accuracy over an ``r_min x r_max`` grid.
 * :func:`plot_state_norms`: the hidden-state norm over time of every rung at initialisation
   (the signal-propagation argument of the paper's Section 3).
+* :func:`plot_extrapolation`: accuracy against evaluation length of per-token runs, the
+  training length marked (the Griffin paper's Fig. 6): :func:`extrapolation_lines`, from
+  :func:`ablations.extrapolate.extrapolate`'s frame.
 
 ``python -m ablations plot KIND ... --out FILE.png|.pdf`` is :func:`main`.
 """
@@ -40,7 +43,8 @@ from omegaconf import DictConfig
 
 from ablations.reference import paper_cells, paper_numbers
 from ablations.runs import load_runs, run_label
-from ablations.stats import RUN_COLUMNS, SETTING, finished_runs, is_finished, seed_stats
+from ablations.stats import (RUN_COLUMNS, SETTING, finished_runs, is_finished, seed_stats,
+                             standard_error)
 from ablations.table import LRA_TASKS, cell_stats
 from lru.analysis import expected_state_norm, layer_eigenvalues
 from lru.ladder import RUNG_NAMES, uses_ring
@@ -559,6 +563,106 @@ def plot_state_norms(rungs: Sequence[str] = RUNG_NAMES, *, length: int = 1024,
     ax_all.legend(fontsize="small", loc="upper left")
     fig.suptitle(f"Hidden-state norm at initialisation: unit-variance inputs, n = {d_state}, "
                  f"ring {r_min:g} ≤ |λ| ≤ {r_max:g} (other rungs: the unit disk)")
+    return fig
+
+
+# --------------------------------------------------------------------------- extrapolation
+
+#: Columns of an extrapolation frame that :func:`extrapolation_lines` reads.
+EXTRAPOLATION_COLUMNS = ("run", "task", "model", "rung", "seed", "train_length", "length",
+                         "accuracy")
+
+
+def extrapolation_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """The lines :func:`plot_extrapolation` draws: accuracy per line and length.
+
+    A line is a label (:func:`ablations.runs.run_label`: the rung for the LRU, else the
+    model) of one task trained at one length, its points the mean over its runs' seeds with
+    the standard error (:func:`ablations.stats.standard_error`; none for one seed). Where two
+    runs of one label, task and training length share a seed, they differ in something else,
+    so every run is its own line, named by its folder.
+
+    Args:
+      frame: :func:`ablations.extrapolate.extrapolate`'s frame (or its CSV read back), with
+        columns :data:`EXTRAPOLATION_COLUMNS`.
+
+    Returns:
+      One row per task, line, training length and length: ``task``, ``line``,
+      ``train_length``, ``length``, ``mean`` and ``sem`` (fractions), ``seeds`` (runs
+      averaged).
+
+    Raises:
+      ValueError: the frame lacks columns or is empty.
+    """
+    _require_columns(frame, EXTRAPOLATION_COLUMNS, "plot_extrapolation(frame)",
+                     "ablations.extrapolate.extrapolate(...)'s frame")
+    if frame.empty:
+        raise ValueError("plot_extrapolation: no rows to plot (the frame is empty)")
+    frame = frame.assign(line=[run_label(m, r) for m, r in zip(frame["model"], frame["rung"])])
+    runs = frame.drop_duplicates("run")
+    if runs.duplicated(["task", "line", "train_length", "seed"]).any():
+        frame = frame.assign(line=frame["run"].astype(str))
+    accuracy = frame.groupby(["task", "line", "train_length", "length"])["accuracy"]
+    return pd.DataFrame({"mean": accuracy.mean(), "sem": accuracy.agg(standard_error),
+                         "seeds": accuracy.size()}).reset_index()
+
+
+def plot_extrapolation(frame: pd.DataFrame) -> Figure:
+    """Accuracy against evaluation length (log2 axis), one line per label (or run), the
+    training length a dashed vertical line: the Griffin paper's Fig. 6.
+
+    One panel per task; each line is :func:`extrapolation_lines`' mean, with a band of one
+    standard error where several seeds were averaged.
+
+    Args:
+      frame: as :func:`extrapolation_lines`.
+
+    Returns:
+      The figure.
+
+    Raises:
+      ValueError: as :func:`extrapolation_lines`.
+    """
+    data = extrapolation_lines(frame)
+    task_names = task_order(data["task"])
+    lines = list(data.groupby(["line", "train_length"]).groups)
+    lines.sort(key=lambda key: (_ladder_rank(key[0]), key[1]))
+    colors = dict(zip(lines, _colors(len(lines))))
+    rows, cols = _grid_shape(len(task_names), max_cols=2)
+    fig = Figure(figsize=(6.5 * cols, 4.2 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, task in zip(axes, task_names):
+        part = data[data["task"] == task]
+        several_lengths = part["train_length"].nunique() > 1
+        for (line, train_length), points in part.groupby(["line", "train_length"]):
+            points = points.sort_values("length")
+            seeds = int(points["seeds"].max())
+            label = line + (f", trained at {train_length}" if several_lengths else "")
+            label += f" ({seeds} seeds)" if seeds > 1 else ""
+            color = colors[(line, train_length)]
+            ax.plot(points["length"], points["mean"], marker="o", color=color, label=label)
+            band = points["sem"].notna()
+            if band.any():
+                ax.fill_between(points["length"][band], (points["mean"] - points["sem"])[band],
+                                (points["mean"] + points["sem"])[band], color=color, alpha=0.2)
+        for train_length in sorted(part["train_length"].unique()):
+            ax.axvline(train_length, color="grey", linestyle="--", linewidth=1)
+            ax.text(train_length, 1.0, f" trained at {train_length}", color="grey",
+                    fontsize="small", va="top", rotation=90, ha="right")
+        lengths = sorted(part["length"].unique())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(lengths, [str(int(x)) for x in lengths])
+        ax.minorticks_off()
+        ax.set(title=task, xlabel="evaluation length", ylabel="accuracy (scored positions)",
+               ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
+    for ax in axes[len(task_names):]:
+        ax.set_visible(False)
+    if (data["seeds"] > 1).any():
+        fig.suptitle("Accuracy against length: mean ± standard error over seeds")
+    else:
+        fig.suptitle("Accuracy against length")
     return fig
 
 
