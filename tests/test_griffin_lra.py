@@ -82,12 +82,13 @@ def tiny(data_dir: Path, run_dir: Path, steps: int) -> list[str]:
                                                        "trainer.checkpoint=false"]
 
 
-def test_harness_block_keys_are_refused_naming_the_key(tmp_path, data_dir):
-    cfg = compose_cfg(tiny(data_dir, tmp_path / "run", 2) + ["model=hawk",
-                                                                      "model.norm=layer"])
-    summary = train(cfg)
+def test_harness_block_keys_given_to_a_backbone_are_refused_naming_the_key(tmp_path, data_dir):
+    given = ["model=hawk", "model.norm=layer"]
+    cfg = compose_cfg(tiny(data_dir, tmp_path / "run", 2) + given)
+    summary = train(cfg, given)
     assert summary["status"] == "failed"
     assert "model.norm" in summary["reason"] and "hawk" in summary["reason"]
+    assert "RMSNorm" in summary["reason"]
     cfg = compose_cfg(tiny(data_dir, tmp_path / "run2", 2)
                       + ["model=griffin", "+model.layer_options.window=3"])
     summary = train(cfg)

@@ -21,7 +21,8 @@ from ablations.state_norms import measure
 from ablations.table import build_table, format_table
 from lru.training.config import register
 from lru.ladder import RUNG_NAMES, uses_ring
-from lru.training.registry import RING_KEYS, ignored_settings
+from lru.training.registry import RING_KEYS, build_model, check_given, ignored_settings
+from lru.training.restore import task_meta
 from test_ablations_table import write_run  # tests/ is on sys.path (rootdir-less test modules)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,25 @@ def test_the_trainer_ignores_the_ring_exactly_where_uses_ring_is_false():
                 ignored = ignored_settings(cfg)
                 used = [key not in ignored for key in RING_KEYS]
                 assert used == [uses_ring(cfg.model.layer, rung)] * 3, (model, rung)
+
+
+def test_a_protocol_shared_by_every_model_builds_the_backbones_and_refuses_only_given_keys():
+    """One experiment file sets the harness block's norm for every model of a sweep (e.g. layer
+    norm for a per-token task); Hawk/Griffin/MQA do not read it, so it is refused only when
+    given for the run (model.d_state likewise for MQA, which has no recurrence)."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for model in ("hawk", "griffin", "mqa"):
+            cfg = compose(config_name="config", overrides=[
+                f"model={model}", "model.norm=layer", "model.glu=half_glu1", "run_dir=unused"])
+            build_model(cfg, task_meta(cfg))  # the file's settings are not read, not refused
+            ignored = ignored_settings(cfg)
+            assert {"model.norm", "model.glu", "model.prenorm", "model.bn_momentum"} <= set(ignored)
+            assert ("model.d_state" in ignored) == (model == "mqa")
+            with pytest.raises(ValueError, match=f"model.norm .*model.layer='{model}'"):
+                check_given(cfg, ["model.norm=layer"])
+            check_given(cfg, [f"model={model}"])
+        cfg = compose(config_name="config", overrides=["model=lru", "run_dir=unused"])
+        assert not {"model.norm", "model.d_state"} & set(ignored_settings(cfg))
 
 
 def test_the_sweep_gives_the_ring_to_the_ring_rungs_only():

@@ -22,7 +22,6 @@ from lru.ladder import uses_ring
 from lru.layers import LRU, S4, S4D, S5, RGLRULayer
 from lru.layers.lru import UNIT_DISK
 from lru.models import Classifier, DualClassifier
-from lru.training.config import ModelConfig
 
 #: Sequence layers selectable as ``model.layer``: mixers inside the harness's residual block,
 #: or whole backbones with their own residual blocks (:data:`BACKBONES`).
@@ -126,12 +125,6 @@ def build_backbone_model(cfg: DictConfig, meta: tasks.TaskMeta,
     sequences, or ``length`` (:func:`global_window`).
     """
     m = cfg.model
-    for key in HARNESS_BLOCK_KEYS:
-        default = getattr(ModelConfig, key)
-        if m[key] != default:
-            raise ValueError(f"model.{key}={m[key]!r} does not apply to model.layer={m.layer!r}, "
-                             f"whose residual blocks are Griffin's (RMSNorm, GeGLU MLP); leave "
-                             f"model.{key} at its default {default!r}")
     if cfg.trainer.precision != "fp32":
         raise ValueError(f"trainer.precision={cfg.trainer.precision!r} is not implemented for "
                          f"model.layer={m.layer!r} (its Griffin blocks compute in float32); use "
@@ -179,10 +172,22 @@ def ignored_settings(cfg: DictConfig) -> dict[str, str]:
     Each is a dotted key (``model.r_min``) mapped to a sentence saying why it is unused.
     ``ablation.rung`` counts only for ``model.layer=lru``; the ring (:data:`RING_KEYS`) only
     for the rungs with ring initialisation (``ring`` and ``lru``); ``model.scan_method`` and
-    ``trainer.recompute_states`` only for layers that take them.
+    ``trainer.recompute_states`` only for layers that take them; the harness's residual-block
+    keys (:data:`HARNESS_BLOCK_KEYS`) not for Hawk, Griffin and MQA, whose blocks are
+    Griffin's; ``model.d_state`` not for MQA, which has no recurrence.
+
+    One protocol gives the same file settings to every model of a sweep, so a setting that a
+    model does not read is refused only where it is given for the run (:func:`check_given`).
     """
     m = cfg.model
     ignored = {}
+    if m.layer in BACKBONES:
+        for key in HARNESS_BLOCK_KEYS:
+            ignored[f"model.{key}"] = (f"model.layer={m.layer!r} has Griffin's residual blocks "
+                                       f"(RMSNorm, GeGLU MLP), which do not read it")
+    if m.layer == "mqa":
+        ignored["model.d_state"] = ("model.layer='mqa' is all attention: it has no recurrence "
+                                    "whose width d_state would set")
     if m.layer != "lru":
         ignored["ablation.rung"] = (f"the ladder's rungs are the LRU's, and "
                                     f"model.layer={m.layer!r} has none")
