@@ -647,8 +647,8 @@ def plot_extrapolation(frame: pd.DataFrame) -> Figure:
                                 (points["mean"] + points["sem"])[band], color=color, alpha=0.2)
         for train_length in sorted(part["train_length"].unique()):
             ax.axvline(train_length, color="grey", linestyle="--", linewidth=1)
-            ax.text(train_length, 1.0, f" trained at {train_length}", color="grey",
-                    fontsize="small", va="top", rotation=90, ha="right")
+            ax.text(train_length, 0.02, f"trained at {train_length} ", color="grey",
+                    fontsize="small", va="bottom", rotation=90, ha="right")
         lengths = sorted(part["length"].unique())
         ax.set_xscale("log", base=2)
         ax.set_xticks(lengths, [str(int(x)) for x in lengths])
