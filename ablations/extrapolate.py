@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 import tasks
 from lru.training.loop import evaluate, make_eval_step
-from lru.training.restore import load_config, load_model, task_meta
+from lru.training.loop import task_meta
+from lru.training.restore import load_config, load_model
 
 #: The columns of :func:`extrapolate`'s frame (and of its CSV), in order. ``run``: the run
 #: folder as given; ``train_length``: the task's ``max_length`` the run trained at;

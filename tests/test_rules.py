@@ -22,7 +22,7 @@ from ablations.table import build_table, format_table
 from lru.training.config import register
 from lru.ladder import RUNG_NAMES, uses_ring
 from lru.training.registry import RING_KEYS, build_model, check_given, ignored_settings
-from lru.training.restore import task_meta
+from lru.training.loop import task_meta
 from test_ablations_table import write_run  # tests/ is on sys.path (rootdir-less test modules)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,11 +18,10 @@ from pathlib import Path
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-import tasks
 from lru.layers import S4
 from lru.training.checkpoints import Checkpoints
 from lru.training.config import upgrade
-from lru.training.loop import optimizer_settings
+from lru.training.loop import optimizer_settings, task_meta
 from lru.training.registry import build_model
 from lru.training.optim import make_optimizer
 
@@ -46,13 +45,6 @@ def load_config(run_dir: str | Path) -> DictConfig:
             f"config.yaml, metrics.jsonl, summary.json and checkpoints/ into one; pass that "
             f"folder)")
     return upgrade(OmegaConf.load(path))
-
-
-def task_meta(cfg: DictConfig) -> tasks.TaskMeta:
-    """The :class:`tasks.TaskMeta` of ``cfg.task`` with its options, without loading data."""
-    name = cfg.task.name
-    options = OmegaConf.to_container(cfg.task.options, resolve=True)
-    return tasks.get_task(name).meta(tasks.resolve_options(name, **options))
 
 
 def load_model(run_dir: str | Path, which: str = "best", *,
