@@ -125,7 +125,8 @@ def paper_numbers(layout: str) -> pd.DataFrame:
     "S5 (paper results)" rows, and the S4/S5 papers' own tables, are in ``load("lra")``.
     Table 3 prints no average, so none is given.
 
-    ``"ladder"`` gives every rung of :data:`lru.ladder.RUNG_NAMES` on the six tasks. Each rung
+    ``"ladder"`` gives every rung of :data:`lru.ladder.RUNG_NAMES` on the six tasks, then the
+    baselines a ladder sweep runs beside them (``s4, s4d, s5``) as ``"lra"`` gives them. Each rung
     appears in several of the paper's ablation tables with the same numbers; the appendix
     tables are used because they cover all six tasks: Table 6 for the nonlinear RNNs, Table 7
     (the main parameterisation ablation) for linear dense, diagonal complex, exp, stable exp
@@ -147,17 +148,18 @@ def paper_numbers(layout: str) -> pd.DataFrame:
       ValueError: ``layout`` is not one of :data:`LAYOUTS`, or a reference file lacks a row or
         task that layout needs.
     """
+    table3 = {model: ("Table 3", row) for model, row in LRA_ROWS.items()}
     if layout == "lra":
-        frame = load("lra")
-        picks = {model: ("Table 3", row) for model, row in LRA_ROWS.items()}
+        sources = [(load("lra"), table3)]
     elif layout == "ladder":
-        frame = load("lru_ladder")
-        picks = LADDER_ROWS
+        baselines = {model: pick for model, pick in table3.items() if model != "lru"}
+        sources = [(load("lru_ladder"), LADDER_ROWS), (load("lra"), baselines)]
     else:
         raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
 
     parts = []
-    for model, (table, row) in picks.items():
+    for frame, model, (table, row) in ((f, m, pick) for f, picks in sources
+                                       for m, pick in picks.items()):
         cells = frame[(frame["paper"] == "lru") & (frame["table"] == table) & (frame["row"] == row)]
         cells = cells.set_index("task").reindex(list(TASKS))
         if cells["metric"].isna().any():

@@ -318,12 +318,17 @@ def test_paper_numbers_lra():
 def test_paper_numbers_ladder():
     frame = paper_numbers("ladder")
     assert list(frame.columns) == ["model", "task", "value", "source"]
-    assert len(frame) == len(RUNG_NAMES) * len(TASKS)
-    assert list(frame["model"].unique()) == list(RUNG_NAMES)
+    baselines = ["s4", "s4d", "s5"]  # beside the rungs, as the "lra" layout gives them
+    assert len(frame) == (len(RUNG_NAMES) + len(baselines)) * len(TASKS)
+    assert list(frame["model"].unique()) == [*RUNG_NAMES, *baselines]
     assert not frame.duplicated(["model", "task"]).any()
     value = frame.set_index(["model", "task"])["value"]
     assert value["lru", "pathx"] == 94.2 and value["exp", "pathfinder"] == 65.4
     assert value["stable_exp", "pathfinder"] == 93.5 and value["rnn_tanh", "listops"] == 43.9
+    assert value["s4d", "listops"] == 60.2 and value["s5", "pathfinder"] == paper_numbers(
+        "lra").set_index(["model", "task"])["value"]["s5", "pathfinder"]
+    assert frame.set_index(["model", "task"])["source"]["s4d", "listops"] == (
+        "LRU paper, Table 3, row 'S4D (our reprod.)'")
     crosses = frame[frame["value"].isna()]
     assert crosses["source"].str.endswith("printed ✗ (no number)").all()
     # Only the LRU solves PathX; no nonlinear or Re+Im rung solves Pathfinder.
