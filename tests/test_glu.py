@@ -162,7 +162,7 @@ def test_native_residual_glu_under_vmap_equals_one_call_each():
 
 def test_method_is_checked_and_auto_keeps_to_xla_outside_float32():
     u, g, w, bias, _ = _residual_inputs((2, 3))
-    with pytest.raises(ValueError, match="method='fast' is not valid; choose one of \('auto', 'xla', 'native'\)"):
+    with pytest.raises(ValueError, match=r"method='fast' is not valid; choose one of \('auto', 'xla', 'native'\)"):
         residual_gated_linear_unit(u, g, w, bias, method="fast")
     with jax.enable_x64(True):
         u64, g64 = u.astype(jnp.float64), g.astype(jnp.float64)
