@@ -221,19 +221,25 @@ def _run_forwarding_signals(command: Sequence[str]) -> tuple[int, int | None]:
     sweep with status 128 + the signal (:func:`lru.train.stop_sweep`).
     """
     received: list[int] = []
-    child = subprocess.Popen(command)
+    child: subprocess.Popen | None = None
 
     def forward(signum, frame):
         received.append(signum)
-        child.send_signal(signum)
+        if child is not None:
+            child.send_signal(signum)
 
     old = {}
-    try:
+    try:  # the handlers come first, so that no signal finds the child without them
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 old[sig] = signal.signal(sig, forward)
             except ValueError:  # not the main thread: signals stay with the caller
                 pass
+        if received:  # stopped before the child was started: do not start it
+            return 128 + received[0], received[0]
+        child = subprocess.Popen(command)
+        if received:  # arrived while the child was being started, before it could be passed on
+            child.send_signal(received[0])
         code = child.wait()
     finally:
         for sig, handler in old.items():

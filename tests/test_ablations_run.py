@@ -201,3 +201,25 @@ def test_a_signal_to_the_ladder_reaches_its_multirun_and_starts_no_other(tmp_pat
     assert (tmp_path / "got").read_text() == "SIGTERM"  # forwarded to the multirun
     assert not (tmp_path / "second").exists(), out  # and nothing started after it
     assert "stopped by SIGTERM" in out and "failed: ['first']" in out, out
+
+
+# The runner, with a SIGTERM that arrives while its first multirun is being started.
+_EARLY = """
+import os, signal, subprocess
+real_popen = subprocess.Popen
+def popen(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real_popen(*args, **kwargs)
+subprocess.Popen = popen
+""" + _RUNNER
+
+
+def test_a_signal_while_a_multirun_starts_is_passed_on_and_starts_no_other(tmp_path):
+    import subprocess
+
+    runner = subprocess.run([sys.executable, "-c", _EARLY, str(tmp_path), _WAITER], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    out = runner.stdout + runner.stderr
+    assert "stopped by SIGTERM" in out and "failed: ['first']" in out, out
+    assert runner.returncode == 0, out  # the runner itself was not killed by it
+    assert not (tmp_path / "second").exists(), out
