@@ -39,6 +39,7 @@ from omegaconf import OmegaConf
 import lru
 from lru.ladder import RUNG_NAMES, get_rung, uses_ring
 from lru.training.registry import RING_KEYS
+from lru.training.stop_signals import StopSignals
 
 CONF = Path(lru.__file__).resolve().parent.parent / "conf"
 LAUNCHERS = ("basic", "joblib")
@@ -220,31 +221,23 @@ def _run_forwarding_signals(command: Sequence[str]) -> tuple[int, int | None]:
     The child (``python -m lru.train -m``) preempts its job on either signal and ends its
     sweep with status 128 + the signal (:func:`lru.train.stop_sweep`).
     """
-    received: list[int] = []
     child: subprocess.Popen | None = None
+    passed_on: list[int] = []
 
-    def forward(signum, frame):
-        received.append(signum)
+    def forward(signum: int) -> None:
         if child is not None:
             child.send_signal(signum)
+            passed_on.append(signum)
 
-    old = {}
-    try:  # the handlers come first, so that no signal finds the child without them
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                old[sig] = signal.signal(sig, forward)
-            except ValueError:  # not the main thread: signals stay with the caller
-                pass
-        if received:  # stopped before the child was started: do not start it
-            return 128 + received[0], received[0]
+    # The handlers come first, so that no signal finds the child without them.
+    with StopSignals(forward) as stop:
+        if stop.received:  # stopped before the child was started: do not start it
+            return 128 + stop.received, stop.received
         child = subprocess.Popen(command)
-        if received:  # arrived while the child was being started, before it could be passed on
-            child.send_signal(received[0])
+        if stop.received and not passed_on:  # arrived while the child was being started
+            child.send_signal(stop.received)
         code = child.wait()
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if received:
-        return code, received[0]
+    if stop.received:
+        return code, stop.received
     ended_by = -code if code < 0 else code - 128  # killed by it, or exited 128 + it
     return code, ended_by if ended_by in (signal.SIGTERM, signal.SIGINT) else None

@@ -42,6 +42,7 @@ from lru.training.optim import OptimizerSettings, ParamGroup, make_optimizer
 from lru.training.runfiles import MetricsLog, write_atomic, write_json
 from lru.training import what_ran
 from lru.training.runlock import RunFolderLocked, RunLock
+from lru.training.stop_signals import StopSignals
 from lru.training.registry import LAYERS, build_model, check_given
 from lru.training.scoring import batch_metrics, example_scores, majority_rate
 from lru.training.task_rules import check_model_fits_task
@@ -227,29 +228,6 @@ def evaluate(eval_step, params, rest, split: tasks.Split, batch_size: int,
 
 
 # --------------------------------------------------------------------------- the loop
-
-
-class _StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: signals stay with the caller
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def nonfinite_check_every(cfg: DictConfig) -> int:
@@ -444,7 +422,7 @@ def _train(cfg: DictConfig, run_dir: Path, summary: dict) -> dict[str, Any]:
         bar = cleanup.enter_context(tqdm(range(start, steps), initial=start, total=steps, desc=desc,
                                          disable=not cfg.trainer.progress, dynamic_ncols=True))
         check_every, guard = nonfinite_check_every(cfg), replicate(no_fault(), sharding)
-        with _StopSignal() as stop:
+        with StopSignals() as stop:
             for step in bar:
                 batch = batches(step)
                 state, m = train_step(state, shard_batch(batch, sharding), step, guard)
