@@ -38,8 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import tasks
-from lru.training.loop import evaluate, make_eval_step
-from lru.training.loop import task_meta
+from lru.ladder import rung_of
+from lru.training.loop import evaluate, make_eval_step, task_meta
 from lru.training.restore import load_config, load_model
 
 #: The columns of :func:`extrapolate`'s frame (and of its CSV), in order. ``run``: the run
@@ -184,7 +184,7 @@ def extrapolate(run_dirs: Sequence[str | Path], lengths: Sequence[int], *, n: in
                 scores = score(model, split, batch_size or default_batch_size(run, length))
                 m = run.cfg.model
                 rows.append({"run": str(run.run_dir), "task": run.meta.name, "model": m.layer,
-                             "rung": run.cfg.ablation.rung if m.layer == "lru" else None,
+                             "rung": rung_of(m.layer, run.cfg.ablation.rung),
                              "seed": run.cfg.seed, "train_length": run.meta.max_length,
                              "length": length, "accuracy": scores["accuracy"],
                              "sequence_accuracy": scores["sequence_accuracy"], "n": n})

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lru.ladder import uses_ring
+from lru.ladder import rung_of, uses_ring
 from lru.training.registry import RING_KEYS
 
 SUMMARY = "summary.json"
@@ -116,7 +116,7 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
     elif config is not None and OmegaConf.select(config, "task.name") is not None:
         model = config.model.layer
         row = {"task": config.task.name, "model": model,
-               "rung": config.ablation.rung if model == "lru" else None,
+               "rung": rung_of(model, config.ablation.rung),
                "seed": config.seed, "status": MISSING_SUMMARY}
     else:
         return None

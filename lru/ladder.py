@@ -70,6 +70,12 @@ def get_rung(name: str) -> Rung:
         raise ValueError(f"unknown rung {name!r}; choose one of {RUNG_NAMES}") from None
 
 
+def rung_of(layer: str, rung: str | None) -> str | None:
+    """The rung a run of ``model.layer=layer`` and ``ablation.rung=rung`` is on: ``rung`` for
+    the LRU, None for every other layer (the rungs are the LRU's; S4D, S5, ... have none)."""
+    return rung if layer == "lru" else None
+
+
 def uses_ring(layer: str, rung: str | None) -> bool:
     """Whether a run of ``model.layer=layer`` and ``ablation.rung=rung`` starts on a ring.
 

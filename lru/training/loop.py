@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import tasks
+from lru.ladder import rung_of
 from lru.training.batching import TrainBatches, eval_batches
 from lru.training.checkpoints import Checkpoints, restore_newest
 from lru.training.config import upgrade, validate
@@ -266,7 +267,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     summary: dict[str, Any] = {
         "task": cfg.task.name, "model": cfg.model.layer,
-        "rung": cfg.ablation.rung if cfg.model.layer == "lru" else None,
+        "rung": rung_of(cfg.model.layer, cfg.ablation.rung),
         "seed": cfg.seed, "run_dir": str(run_dir), "overrides": list(overrides),
         "status": "running"}
     with contextlib.ExitStack() as owned:
