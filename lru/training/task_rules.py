@@ -11,7 +11,8 @@ model that reads ahead is handed the answer. Hence, for a per-token task:
 * ``model.bidirectional=false``: a backward reader sees the future;
 * ``model.norm=layer`` in the harness's residual blocks: BatchNorm in training mode
   normalises with statistics over all ``(b, t)`` steps, so later steps shift earlier ones
-  (Hawk/Griffin's own blocks use RMSNorm, per step, and do not read ``model.norm``);
+  (Hawk/Griffin's own blocks use RMSNorm, per step, and do not read ``model.norm``;
+  :func:`lru.training.registry.ignored_settings` says which layers read it);
 * a one-document task: two-document (``dual``) tasks compare pooled documents.
 
 Every other part of the models is causal (the recurrences run forward, S4/S4D's FFT
@@ -28,7 +29,7 @@ from omegaconf import DictConfig
 
 import tasks
 from lru.models import PER_STEP
-from lru.training.registry import BACKBONES
+from lru.training.registry import ignored_settings
 
 
 def check_model_fits_task(cfg: DictConfig, meta: tasks.TaskMeta) -> None:
@@ -55,7 +56,7 @@ def check_model_fits_task(cfg: DictConfig, meta: tasks.TaskMeta) -> None:
             problems.append(f"model.bidirectional=true reads each sequence backwards too, so "
                             f"the prediction at a position would see the later tokens it must "
                             f"predict ({task} is per-token); use model.bidirectional=false")
-        if m.layer not in BACKBONES and m.norm == "batch":
+        if m.norm == "batch" and "model.norm" not in ignored_settings(cfg):
             problems.append(f"model.norm='batch' takes training-mode statistics over all steps "
                             f"of the batch, mixing later steps into earlier ones ({task} is "
                             f"per-token, its models must be causal); use model.norm=layer")
