@@ -22,7 +22,7 @@ import numpy as np
 
 import tasks
 from tasks import induction_heads, mqar, selective_copy
-from tasks.base import IGNORE, SPLITS, DataNotFoundError
+from tasks.base import IGNORE, SPLITS, DataNotFoundError, majority_rate
 from tasks.seq2seq import DEFAULT_SIZES
 
 
@@ -60,11 +60,10 @@ def summarize(split: tasks.Split) -> dict[str, Any]:
         counts = np.bincount(labels[scored], minlength=split.meta.n_classes)
         out["scored_per_example"] = _stats(scored.sum(axis=1))
         out["targets"] = {str(c): int(n) for c, n in enumerate(counts) if n}
-        out["majority_rate"] = round(float(counts.max() / max(int(scored.sum()), 1)), 4)
     else:
         counts = np.bincount(labels, minlength=split.meta.n_classes)
         out["classes"] = {str(c): int(n) for c, n in enumerate(counts)}
-        out["majority_rate"] = round(float(counts.max() / max(len(split), 1)), 4)
+    out["majority_rate"] = round(majority_rate(split), 4)
     if split.lengths2 is not None:
         out["lengths2"] = _stats(split.lengths2)
     return out

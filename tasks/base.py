@@ -150,3 +150,12 @@ def pad_sequences(seqs: list[np.ndarray], max_length: int, dtype=np.int32) -> tu
         out[i, : len(s)] = s
         lengths[i] = len(s)
     return out, lengths
+
+
+def majority_rate(split: Split) -> float:
+    """The accuracy of always predicting the most common label: over examples for a sequence
+    task, over scored positions (targets other than IGNORE) for a per-token task."""
+    labels = np.asarray(split.labels)
+    labels = labels[labels != IGNORE]
+    counts = np.bincount(labels, minlength=split.meta.n_classes)
+    return float(counts.max() / max(labels.size, 1))

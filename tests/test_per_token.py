@@ -19,7 +19,8 @@ import tasks
 from lru.training.batching import eval_batches, make_batch
 from lru.training.loop import evaluate, make_eval_step, train
 from lru.training.registry import BACKBONES, build_model
-from lru.training.scoring import batch_metrics, example_scores, majority_rate
+from lru.training.scoring import batch_metrics, example_scores
+from tasks.base import majority_rate
 from lru.training.task_rules import check_model_fits_task
 from tasks.base import IGNORE, Split, Task, TaskMeta, require
 from tests.jitted import forward

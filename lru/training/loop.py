@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 import tasks
 from lru.ladder import rung_of
+from tasks.base import majority_rate
 from lru.training.batching import TrainBatches, eval_batches
 from lru.training.checkpoints import Checkpoints, restore_newest
 from lru.training.config import upgrade, validate
@@ -45,7 +46,7 @@ from lru.training import what_ran
 from lru.training.runlock import RunFolderLocked, RunLock
 from lru.training.stop_signals import StopSignals
 from lru.training.registry import LAYERS, build_model, check_given
-from lru.training.scoring import batch_metrics, example_scores, majority_rate
+from lru.training.scoring import batch_metrics, example_scores
 from lru.training.task_rules import check_model_fits_task
 from lru.training.sharding import (check_divisible, data_sharding, is_writer, replicate,
                                    shard_batch, sync_processes)

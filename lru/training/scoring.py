@@ -1,4 +1,5 @@
-"""What a prediction scores: the loss, the accuracies and the majority-class rate.
+"""What a prediction scores: the loss and the accuracies (the majority-class rate they are
+read against is the data's: :func:`tasks.base.majority_rate`).
 
 Axis legend: ``b`` batch, ``t`` time, ``c`` classes, ``e`` examples.
 
@@ -22,10 +23,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from tasks.base import IGNORE, Split
+from tasks.base import IGNORE
 
 Array = jax.Array
 
@@ -61,12 +61,3 @@ def batch_metrics(logits: Array, labels: Array) -> dict[str, Array]:
     scored = jnp.maximum(s["scored"].sum(), 1.0)
     return {"loss": s["loss"].sum() / scored, "accuracy": s["correct"].sum() / scored,
             "sequence_accuracy": s["all_correct"].mean()}
-
-
-def majority_rate(split: Split) -> float:
-    """The accuracy of always predicting the most common label: over examples for a sequence
-    task, over scored positions (targets other than IGNORE) for a per-token task."""
-    labels = np.asarray(split.labels)
-    labels = labels[labels != IGNORE]
-    counts = np.bincount(labels, minlength=split.meta.n_classes)
-    return float(counts.max() / max(labels.size, 1))
