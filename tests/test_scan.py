@@ -548,7 +548,7 @@ def test_auto_matches_loop(config):
 # --------------------------------------------------------------------------- transformations
 
 
-@pytest.mark.parametrize("method,a_shape", zip(METHODS, ["invariant", "varying"] * 2))
+@pytest.mark.parametrize("method,a_shape", list(zip(METHODS, ["invariant", "varying"] * 2)))
 def test_jit(method, a_shape):
     """jax.jit of the forward alone and of jax.grad alone."""
     config = (jnp.complex64, a_shape, True, True)
