@@ -13,7 +13,9 @@ as :func:`ablations.reference.paper_numbers` gives) go beside ours, matched to t
 :func:`ablations.reference.paper_cells`, with the difference ``ours - paper`` in points.
 
 The ladder layout also says, per task, whether each row differs from the row it is compared
-with: a rung from the rung above it (the ladder's previous step), a baseline from ``lru``.
+with: a rung from the nearest rung above it that ran on that task (the ladder's previous
+step; a sweep of some rungs, such as ``--rungs rnn_tanh,diag_complex,lru``, compares the
+steps it made), a baseline from ``lru``; a row that did not run is compared with nothing.
 The test is Welch's two-sided t-test over the finished seeds' accuracies (unequal variances;
 :func:`significance`); a cell is marked when p < :data:`ALPHA`.
 """
@@ -65,8 +67,9 @@ class Table:
         NaN without a finished run, ``sem`` NaN with fewer than two), ``seeds`` (seeds run),
         ``finished``, one count column per status in ``statuses``, when papers are given
         ``paper``, ``difference`` and ``source``, and in the ladder layout ``compared_with``
-        (the row this one is tested against), ``p_value`` (Welch's t-test; NaN where it is
-        undefined) and ``significant`` (p < :data:`ALPHA`).
+        (the row this cell is tested against, by :func:`compared_with`; None for none),
+        ``p_value`` (Welch's t-test; NaN where it is undefined) and ``significant``
+        (p < :data:`ALPHA`).
       statuses: the statuses of the runs that did not finish (at least :data:`UNFINISHED`),
         each a column of ``cells``.
       with_paper: whether paper columns were asked for.
@@ -117,7 +120,7 @@ def build_table(runs: pd.DataFrame, layout: str, reference: pd.DataFrame | None 
     if layout == "lra":
         cells = _fill_average(cells, rows)
     else:
-        cells = _add_significance(cells, rows, _finished_accuracies(runs))
+        cells = _add_significance(cells, _finished_accuracies(runs))
     if reference is not None:
         cells = _add_paper(cells, reference, rows)
     return Table(layout, rows, columns, cells.reset_index(), statuses, reference is not None)
@@ -160,19 +163,18 @@ def significance(a, b) -> float:
         return float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def comparisons(rows: list[str]) -> dict[str, str]:
-    """Row -> the row the ladder layout tests it against: a rung against the rung before
-    it in :data:`lru.ladder.RUNG_NAMES` (the first rung against none), any other model
-    against :data:`BASELINE_REFERENCE`."""
-    out = {}
-    for label in rows:
-        if label in RUNG_NAMES:
-            index = RUNG_NAMES.index(label)
-            if index > 0:
-                out[label] = RUNG_NAMES[index - 1]
-        elif label != BASELINE_REFERENCE:
-            out[label] = BASELINE_REFERENCE
-    return out
+def compared_with(label: str, ran: set[str]) -> str | None:
+    """The row the ladder layout tests ``label`` against on one task, where ``ran`` holds
+    the labels with a run on that task: a rung against the nearest rung before it in
+    :data:`lru.ladder.RUNG_NAMES` that ran, any other model against
+    :data:`BASELINE_REFERENCE`; None for a label that did not run, the first rung that ran
+    and the reference itself."""
+    if label not in ran:
+        return None
+    if label in RUNG_NAMES:
+        above = [r for r in RUNG_NAMES[:RUNG_NAMES.index(label)] if r in ran]
+        return above[-1] if above else None
+    return None if label == BASELINE_REFERENCE else BASELINE_REFERENCE
 
 
 def _finished_accuracies(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
@@ -181,16 +183,16 @@ def _finished_accuracies(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray
             for (task, label), group in finished_runs(runs).groupby(list(SETTING))}
 
 
-def _add_significance(cells: pd.DataFrame, rows: list[str],
+def _add_significance(cells: pd.DataFrame,
                       accuracies: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
-    against = comparisons(rows)
-    cells["compared_with"] = [against.get(label) for label, _ in cells.index]
+    ran = {task: set(group.index.get_level_values("label")[group["seeds"] > 0])
+           for task, group in cells.groupby(level="task")}
+    cells["compared_with"] = [compared_with(label, ran[task]) for label, task in cells.index]
     empty = np.array([])
     cells["p_value"] = [
-        significance(accuracies.get((label, task), empty),
-                     accuracies.get((against[label], task), empty))
-        if label in against else float("nan")
-        for label, task in cells.index]
+        significance(accuracies.get((label, task), empty), accuracies.get((other, task), empty))
+        if other is not None else float("nan")
+        for (label, task), other in zip(cells.index, cells["compared_with"])]
     cells["significant"] = cells["p_value"] < ALPHA
     return cells
 
@@ -237,8 +239,9 @@ def format_table(table: Table, fmt: str) -> str:
             "run, with the runs that did not finish; — = no finished run."
             + (" paper: the published value (n/a: the paper prints no number); Δ = ours − "
                "paper (points)." if table.with_paper else "")
-            + (f" p: Welch's two-sided t-test over seeds of the row against the rung above it "
-               f"(a baseline: against {BASELINE_REFERENCE}); {SIGNIFICANT} = p < {ALPHA:g}; — = "
+            + (f" p: Welch's two-sided t-test over seeds of the row against the nearest rung "
+               f"above it that ran (a baseline: against {BASELINE_REFERENCE}); {SIGNIFICANT} = "
+               f"p < {ALPHA:g}; — = "
                f"fewer than two finished seeds on a side, or no variance on either."
                if table.layout == "ladder" else ""))
     sources = _sources(table)
@@ -269,8 +272,8 @@ def _wide_text(table: Table) -> pd.DataFrame:
                 for v, source in zip(here["paper"], here["source"])]
             columns[f"{title} Δ"] = [_number(v, "{:+.1f}") for v in here["difference"]]
         if table.layout == "ladder":
-            columns[f"{title} p"] = [_p_text(p, label in comparisons(table.rows))
-                                     for label, p in zip(table.rows, here["p_value"])]
+            columns[f"{title} p"] = [_p_text(p, pd.notna(other))
+                                     for other, p in zip(here["compared_with"], here["p_value"])]
     return pd.DataFrame(columns)
 
 

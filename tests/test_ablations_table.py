@@ -202,8 +202,9 @@ def test_ladder_layout_lists_every_rung_then_the_baselines_by_tasks_present(runs
     assert "— (n=0/1; 1 missing summary)" in lines["exp"]
     assert "— (n=0/1; 1 failed)" in lines["rnn_relu"]
     assert "52.0 (n=1)" in lines["s5"]
-    # no run: the cells and their comparisons with the rung above are empty
-    assert lines["diag_complex"].count("—") == 4
+    # no run: the cells show no number and the row is compared with nothing
+    assert lines["diag_complex"].count("—") == 2
+    assert pd.isna(cell(table, "diag_complex", "listops")["compared_with"])
     assert list(lines) == ["rung", *RUNG_NAMES, "s5"]
 
 
@@ -387,6 +388,32 @@ def test_welch_is_undefined_without_two_seeds_or_any_variance():
         welch_by_hand([100.0, 100.0, 100.0], [87.2, 75.4, 100.0]), rel=1e-6)
 
 
+def test_a_sweep_of_some_rungs_compares_each_with_the_nearest_rung_above_that_ran(tmp_path):
+    # python -m ablations run ladder --rungs rnn_tanh,diag_complex,lru on two tasks, where
+    # diag_complex did not run on the second: there lru is compared with rnn_tanh
+    accuracies = {("rnn_tanh", "mqar"): [0.01, 0.02, 0.015],
+                  ("diag_complex", "mqar"): [0.15, 0.18, 0.16],
+                  ("lru", "mqar"): [0.20, 0.23, 0.19],
+                  ("rnn_tanh", "copy"): [0.10, 0.12, 0.11],
+                  ("lru", "copy"): [0.50, 0.40, 0.45]}
+    for (rung, task), values in accuracies.items():
+        for seed, acc in enumerate(values):
+            write_run(tmp_path, f"{rung}-{task}-{seed}", task=task, rung=rung, seed=seed,
+                      test_accuracy=acc)
+    table = build_table(load_runs(tmp_path), "ladder")
+    pct = {key: [100 * v for v in values] for key, values in accuracies.items()}
+    expected = {("diag_complex", "mqar"): "rnn_tanh", ("lru", "mqar"): "diag_complex",
+                ("lru", "copy"): "rnn_tanh"}
+    for (label, task), other in expected.items():
+        got = cell(table, label, task)
+        assert got["compared_with"] == other
+        assert got["p_value"] == pytest.approx(
+            welch_by_hand(pct[label, task], pct[other, task]), rel=1e-5)
+    assert pd.isna(cell(table, "rnn_tanh", "mqar")["compared_with"])      # the first that ran
+    assert pd.isna(cell(table, "diag_complex", "copy")["compared_with"])  # did not run there
+    assert pd.isna(cell(table, "stable_exp", "mqar")["compared_with"])    # not in the sweep
+
+
 @pytest.fixture
 def ladder_dir(tmp_path) -> Path:
     """Known answers: exp is far above diag_complex (p < 0.001), stable_exp equals exp in
@@ -426,7 +453,8 @@ def test_ladder_table_marks_each_rung_against_the_one_above(ladder_dir):
     assert lines["stable_exp"][2] == "1.000"
     assert lines["ring"][2] == "—"
     assert lines["rnn_relu"][2] == ""          # the first rung is compared with nothing
-    assert lines["rnn_tanh"][2] == "—"         # no runs on either side
+    assert lines["rnn_tanh"][2] == ""          # no run: compared with nothing
+    assert lines["diag_complex"][2] == ""      # the first rung that ran
     assert lines["s5"][2] == f"{s5['p_value']:.3f}" + (" *" if s5["significant"] else "")
     assert "Welch's two-sided t-test" in format_table(table, "markdown")
 
