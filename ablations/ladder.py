@@ -87,17 +87,42 @@ def compose_base(task: str | None, experiment: str | None):
         return compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
 
+def experiment_files(experiment: str) -> list[Path]:
+    """The files an experiment's settings come from, the one that wins first.
+
+    An experiment file may include other experiment files in its defaults list (e.g.
+    ``synthetic/mqar`` includes ``synthetic/protocol``, written relative to the experiment
+    group or as ``/experiment/...``). Hydra merges the list in order with the file's own
+    keys at ``_self_`` (last when not written), so a later entry beats an earlier one; the
+    includes are followed recursively. Group overrides (``override /task: ...``) set no key.
+    """
+    path = CONF / "experiment" / f"{experiment}.yaml"
+    entries = [e for e in OmegaConf.load(path).get("defaults", None) or [] if isinstance(e, str)]
+    if "_self_" not in entries:
+        entries.append("_self_")
+    files: list[Path] = []
+    for entry in reversed(entries):
+        if entry == "_self_":
+            files.append(path)
+        elif not entry.startswith("/"):
+            files += experiment_files(entry)
+        elif entry.startswith("/experiment/"):
+            files += experiment_files(entry[len("/experiment/"):])
+    return files
+
+
 def task_ring(task_name: str, experiment: str | None = None) -> dict[str, object]:
     """The ring rungs' ``model.r_min``, ``model.r_max``, ``model.max_phase`` for a task.
 
-    Each key comes from the experiment file when it sets it, else from the LRU paper's
-    settings for the task, ``conf/experiment/lru/<task_name>.yaml``.
+    Each key comes from the experiment when it sets it (its file or an experiment file it
+    includes: :func:`experiment_files`), else from the LRU paper's settings for the task,
+    ``conf/experiment/lru/<task_name>.yaml``.
 
     Raises:
       ValueError: neither sets a key; the message says how to give the ring.
     """
     paper = CONF / "experiment" / "lru" / f"{task_name}.yaml"
-    sources = ([CONF / "experiment" / f"{experiment}.yaml"] if experiment else []) + [paper]
+    sources = (experiment_files(experiment) if experiment else []) + [paper]
     configs = [OmegaConf.load(p) for p in sources if p.is_file()]
     ring = {}
     for key in RING_KEYS:

@@ -89,6 +89,46 @@ def test_pathfinder_ring_experiment_launcher_and_default_folder(capsys):
             "results", "multirun", "ladder", "pathfinder_mini")
 
 
+def test_the_ring_of_an_experiment_that_includes_another_comes_from_the_included_file(capsys):
+    # synthetic/mqar sets no ring itself: its defaults list includes synthetic/protocol,
+    # which does, and no conf/experiment/lru/mqar.yaml exists to fall back on
+    commands = dry_run(capsys, "--experiment", "synthetic/mqar", "--seeds", "1",
+                       "--rungs", "lru", "--baselines", "none")
+    ring = values(commands["rungs_ring"])
+    protocol = OmegaConf.load(REPO / "conf/experiment/synthetic/protocol.yaml").model
+    assert (float(ring["model.r_min"]), float(ring["model.r_max"])) == (protocol.r_min,
+                                                                        protocol.r_max)
+    assert float(ring["model.max_phase"]) == pytest.approx(protocol.max_phase)
+    # and Hydra, composing the experiment, agrees
+    from ablations.ladder import compose_base
+
+    assert compose_base(None, "synthetic/mqar").model.r_min == float(ring["model.r_min"])
+
+
+def test_experiment_files_follow_hydras_order_own_keys_last_unless_self_is_placed(tmp_path,
+                                                                                  monkeypatch):
+    from ablations import ladder
+
+    exp = tmp_path / "experiment"
+    (exp / "sub").mkdir(parents=True)
+    write = lambda name, text: (exp / f"{name}.yaml").write_text(text)  # noqa: E731
+    write("sub/base", "# @package _global_\nmodel: {r_min: 0.1, r_max: 0.5}\n")
+    write("sub/other", "# @package _global_\nmodel: {r_min: 0.2}\n")
+    write("sub/task", "# @package _global_\ndefaults:\n  - sub/base\n  - /experiment/sub/other\n"
+                      "  - override /task: mqar\nmodel: {max_phase: 3.0}\n")
+    write("sub/first", "# @package _global_\ndefaults:\n  - _self_\n  - sub/other\n"
+                       "model: {r_min: 0.9, r_max: 0.99, max_phase: 1.0}\n")
+    monkeypatch.setattr(ladder, "CONF", tmp_path)
+    assert ladder.experiment_files("sub/task") == [exp / "sub/task.yaml", exp / "sub/other.yaml",
+                                                   exp / "sub/base.yaml"]
+    # the own keys, then the later include (r_min 0.2 over 0.1), then the earlier (r_max)
+    assert ladder.task_ring("mqar", "sub/task") == {"model.r_min": 0.2, "model.r_max": 0.5,
+                                                    "model.max_phase": 3.0}
+    # _self_ written first: the include after it wins
+    assert ladder.task_ring("mqar", "sub/first") == {"model.r_min": 0.2, "model.r_max": 0.99,
+                                                     "model.max_phase": 1.0}
+
+
 def test_ring_overrides_go_to_the_ring_rungs_only(capsys):
     commands = dry_run(capsys, "--task", "pathfinder_mini", "--seeds", "2", "--baselines", "s5",
                        "--", "model.r_min=0.5,0.9", "trainer.steps=7")
