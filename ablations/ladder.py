@@ -91,7 +91,7 @@ def experiment_files(experiment: str) -> list[Path]:
     """The files an experiment's settings come from, the one that wins first.
 
     An experiment file may include other experiment files in its defaults list (e.g.
-    ``synthetic/mqar`` includes ``synthetic/protocol``, written relative to the experiment
+    ``synthetic/mqar`` includes ``synthetic/_protocol``, written relative to the experiment
     group or as ``/experiment/...``). Hydra merges the list in order with the file's own
     keys at ``_self_`` (last when not written), so a later entry beats an earlier one; the
     includes are followed recursively. Group overrides (``override /task: ...``) set no key.

@@ -90,12 +90,12 @@ def test_pathfinder_ring_experiment_launcher_and_default_folder(capsys):
 
 
 def test_the_ring_of_an_experiment_that_includes_another_comes_from_the_included_file(capsys):
-    # synthetic/mqar sets no ring itself: its defaults list includes synthetic/protocol,
+    # synthetic/mqar sets no ring itself: its defaults list includes synthetic/_protocol,
     # which does, and no conf/experiment/lru/mqar.yaml exists to fall back on
     commands = dry_run(capsys, "--experiment", "synthetic/mqar", "--seeds", "1",
                        "--rungs", "lru", "--baselines", "none")
     ring = values(commands["rungs_ring"])
-    protocol = OmegaConf.load(REPO / "conf/experiment/synthetic/protocol.yaml").model
+    protocol = OmegaConf.load(REPO / "conf/experiment/synthetic/_protocol.yaml").model
     assert (float(ring["model.r_min"]), float(ring["model.r_max"])) == (protocol.r_min,
                                                                         protocol.r_max)
     assert float(ring["model.max_phase"]) == pytest.approx(protocol.max_phase)

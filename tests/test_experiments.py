@@ -34,9 +34,19 @@ EXPERIMENT_DIR = CONF / "experiment"
 register()
 
 
-#: "lru/listops", "mini/pathfinder", ...: every experiment file, found by globbing.
-EXPERIMENTS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()
-                     for p in EXPERIMENT_DIR.rglob("*.yaml"))
+#: "lru/listops", "mini/pathfinder", ...: every experiment file, found by globbing, and the
+#: fragments ("synthetic/_protocol": a name starting with "_"), settings that experiments
+#: include and that are not run alone; each is checked through the files that include it.
+ALL_FILES = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()
+                   for p in EXPERIMENT_DIR.rglob("*.yaml"))
+EXPERIMENTS = [n for n in ALL_FILES if not n.rsplit("/", 1)[-1].startswith("_")]
+FRAGMENTS = [n for n in ALL_FILES if n not in EXPERIMENTS]
+
+
+def included(entry: str) -> Path:
+    """The file a string entry of an experiment's defaults list names: ``/group/name`` from
+    the config root, ``name`` (e.g. ``synthetic/_protocol``) from the experiment group."""
+    return CONF / f"{entry[1:]}.yaml" if entry.startswith("/") else EXPERIMENT_DIR / f"{entry}.yaml"
 
 #: The LRU paper's tables as results/reference/ holds them (read from the paper's text; see
 #: results/reference/SOURCES.md), mapped onto config keys: Table 9 per task and the ring of
@@ -199,11 +209,28 @@ def generated_data(cfg) -> list[str]:
         return ["task.generate.args.n_train=64", "task.generate.args.n_val=16",
                 "task.generate.args.n_test=16", "task.generate.args.min_length=32",
                 "task.generate.args.max_length=64", "task.options.max_length=64"]
+    sizes = ["task.generate.args.n_train=64", "task.generate.args.n_val=16",
+             "task.generate.args.n_test=16"]
+    if generator == "selective_copy":
+        return [*sizes, "task.generate.args.length=16", "task.generate.args.n_data=4"]
+    if generator == "induction_heads":
+        return [*sizes, "task.generate.args.length=16"]
+    if generator == "mqar":
+        return [*sizes, "task.generate.args.length=16", "task.generate.args.n_pairs=2"]
     raise AssertionError(f"no tiny arguments for generator {generator!r}; add them here")
 
 
 # ---------------------------------------------------------------------------------------
 # tests
+
+
+def test_every_fragment_is_included_by_an_experiment():
+    includes = {included(entry) for name in EXPERIMENTS
+                for entry in OmegaConf.load(EXPERIMENT_DIR / f"{name}.yaml").get("defaults", [])
+                if isinstance(entry, str)}
+    assert FRAGMENTS, "synthetic/_protocol is a fragment"
+    for fragment in FRAGMENTS:
+        assert EXPERIMENT_DIR / f"{fragment}.yaml" in includes, f"{fragment} is included nowhere"
 
 
 def test_experiments_are_discovered():
@@ -219,15 +246,29 @@ def test_experiment_composes_with_its_values(name):
     # the task (and other groups) the file selects
     for entry in written.pop("defaults", []):
         if isinstance(entry, str):  # a config this one extends, e.g. /experiment/mini/pathfinder
-            assert (CONF / f"{entry.strip('/')}.yaml").is_file(), (name, entry)
+            assert included(entry).is_file(), (name, entry)
             continue
         (key, choice), = entry.items()
         group = key.removeprefix("override ").strip("/")
         assert (CONF / group / f"{choice}.yaml").is_file(), (name, group, choice)
         if group == "task":
             task_file = OmegaConf.load(CONF / "task" / f"{choice}.yaml")
-            assert cfg.task.name == task_file.name and cfg.task.data_dir == task_file.data_dir
-    # every value the file writes is in the composed config
+            raw = OmegaConf.to_container(cfg.task, resolve=False)  # before the experiment's
+            assert cfg.task.name == task_file.name                 # generator options resolve
+            assert raw["data_dir"] == OmegaConf.to_container(task_file)["data_dir"]
+    # every value the file writes is in the composed config, and every value of the
+    # fragments it includes that it does not write itself
+    for entry in OmegaConf.load(EXPERIMENT_DIR / f"{name}.yaml").get("defaults", []):
+        if isinstance(entry, str) and included(entry).relative_to(EXPERIMENT_DIR).with_suffix(
+                "").as_posix() in FRAGMENTS:
+            fragment = OmegaConf.to_container(OmegaConf.load(included(entry)))
+            fragment.pop("defaults", None)
+            own = dict(leaves(written))
+            for key, value in leaves(fragment):
+                if key not in own:
+                    got = OmegaConf.select(cfg, key)
+                    assert got == pytest.approx(value) if isinstance(value, float) \
+                        else got == value, (name, entry, key, got, value)
     for key, value in leaves(written):
         got = OmegaConf.select(cfg, key)
         assert got == pytest.approx(value) if isinstance(value, float) else got == value, \
