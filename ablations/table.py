@@ -67,7 +67,7 @@ class Table:
         NaN without a finished run, ``sem`` NaN with fewer than two), ``seeds`` (seeds run),
         ``finished``, one count column per status in ``statuses``, when papers are given
         ``paper``, ``difference`` and ``source``, and in the ladder layout ``compared_with``
-        (the row this cell is tested against, by :func:`compared_with`; None for none),
+        (the row this cell is tested against, by :func:`compared_with`; missing for none),
         ``p_value`` (Welch's t-test; NaN where it is undefined) and ``significant``
         (p < :data:`ALPHA`).
       statuses: the statuses of the runs that did not finish (at least :data:`UNFINISHED`),

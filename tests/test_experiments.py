@@ -258,9 +258,9 @@ def test_experiment_composes_with_its_values(name):
             assert raw["data_dir"] == OmegaConf.to_container(task_file)["data_dir"]
     # every value the file writes is in the composed config, and every value of the
     # fragments it includes that it does not write itself
+    fragments = {EXPERIMENT_DIR / f"{f}.yaml" for f in FRAGMENTS}
     for entry in OmegaConf.load(EXPERIMENT_DIR / f"{name}.yaml").get("defaults", []):
-        if isinstance(entry, str) and included(entry).relative_to(EXPERIMENT_DIR).with_suffix(
-                "").as_posix() in FRAGMENTS:
+        if isinstance(entry, str) and included(entry) in fragments:
             fragment = OmegaConf.to_container(OmegaConf.load(included(entry)))
             fragment.pop("defaults", None)
             own = dict(leaves(written))
