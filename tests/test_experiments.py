@@ -198,19 +198,16 @@ def official_data(cfg, root: Path) -> list[str]:
 def generated_data(cfg) -> list[str]:
     """Overrides that make ``cfg.task``'s generator write a tiny set."""
     generator = cfg.task.generate.generator
+    sizes = ["task.generate.args.n_train=64", "task.generate.args.n_val=16",
+             "task.generate.args.n_test=16"]
     if generator == "listops":
-        return ["task.generate.args.n_train=64", "task.generate.args.n_val=16",
-                "task.generate.args.n_test=16", "task.generate.args.max_depth=2",
-                "task.generate.args.min_length=1", "task.generate.args.max_length=64",
-                "task.options.max_length=64"]
+        return [*sizes, "task.generate.args.max_depth=2", "task.generate.args.min_length=1",
+                "task.generate.args.max_length=64", "task.options.max_length=64"]
     if generator == "pathfinder":
         return ["task.generate.args.n_examples=20", "++task.generate.args.workers=1"]
     if generator == "recall":
-        return ["task.generate.args.n_train=64", "task.generate.args.n_val=16",
-                "task.generate.args.n_test=16", "task.generate.args.min_length=32",
-                "task.generate.args.max_length=64", "task.options.max_length=64"]
-    sizes = ["task.generate.args.n_train=64", "task.generate.args.n_val=16",
-             "task.generate.args.n_test=16"]
+        return [*sizes, "task.generate.args.min_length=32", "task.generate.args.max_length=64",
+                "task.options.max_length=64"]
     if generator == "selective_copy":
         return [*sizes, "task.generate.args.length=16", "task.generate.args.n_data=4"]
     if generator == "induction_heads":
